@@ -1,0 +1,131 @@
+"""CLIP2SAM head: SAM's mask decoder plus a label token and RoI recognition.
+
+Upstream ``OVSAMHead``. Module names mirror the checkpoint keys: ``mask_decoder`` (SAM's
+``MaskDecoder`` with one mask token and no IoU token/head), ``label_token``, ``label_mlp``
+and ``roi_conv``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from segment_anything.modeling.mask_decoder import MLP, MaskDecoder
+from segment_anything.modeling.transformer import TwoWayTransformer
+
+from ..config import ArchConfig
+from .roi import mask_to_box, multilevel_roi_align
+
+#: Upstream stores ``logit_scale = 4.6052`` and multiplies by its exp (= 100.00296 in float32).
+LOGIT_SCALE = 4.6052
+
+
+class RoIConv(nn.Module):
+    """1x1 conv (no bias) + ReLU under the key ``0.conv`` (mmcv ConvModule layout)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(x))
+
+
+@dataclass(frozen=True)
+class HeadOutput:
+    """Per-prompt outputs of the head.
+
+    Attributes:
+        mask_logits: (N, 1, S/4, S/4) low-resolution mask logits over the padded model frame.
+        roi_embedding: (N, clip_embed_dim) pooled RoI feature (un-normalised) used to classify.
+        roi_boxes: (N, 4) the mask-derived RoI boxes in the model frame (x0, y0, x1, y1).
+    """
+
+    mask_logits: torch.Tensor
+    roi_embedding: torch.Tensor
+    roi_boxes: torch.Tensor
+
+
+def classify(embedding: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+    """Open-vocabulary logits: ``exp(4.6052) * max_P cos(embedding, classifier[c, p])``.
+
+    Args:
+        embedding: (N, D) region embeddings (not necessarily normalised).
+        classifier: (C, P, D) L2-normalised class prototypes (P synonyms per class).
+    Returns:
+        (N, C + 1) logits; the last column is the background, always exactly 0.
+    """
+    c, p, d = classifier.shape
+    bg = classifier.new_zeros((1, p, d))
+    weights = torch.cat([classifier, bg], dim=0).permute(2, 0, 1)  # (D, C+1, P)
+    x = F.normalize(embedding[:, None], dim=-1)  # (N, 1, D)
+    sim = torch.einsum("bnd,dkp->bnkp", x, weights).max(dim=-1).values
+    scale = torch.tensor(LOGIT_SCALE, dtype=sim.dtype, device=sim.device).exp()
+    return (scale * sim)[:, 0]
+
+
+class OVSAMHead(nn.Module):
+    """Mask decoder that segments each prompt and pools a recognition feature for it."""
+
+    def __init__(self, cfg: ArchConfig) -> None:
+        super().__init__()
+        dim = cfg.prompt_dim
+        decoder = MaskDecoder(
+            transformer_dim=dim,
+            transformer=TwoWayTransformer(
+                depth=cfg.decoder_depth, embedding_dim=dim,
+                mlp_dim=cfg.decoder_mlp_dim, num_heads=cfg.decoder_heads,
+            ),
+            num_multimask_outputs=0,
+        )
+        # Upstream drops the IoU token and head; the label token takes the IoU token's slot.
+        del decoder.iou_token
+        del decoder.iou_prediction_head
+        self.mask_decoder = decoder
+        self.label_token = nn.Embedding(1, dim)
+        # Kept for checkpoint compatibility: upstream multiplies its output by 0 (quirk Q3).
+        self.label_mlp = MLP(dim, dim, cfg.clip_embed_dim, 3)
+        self.roi_conv = nn.Sequential(RoIConv(dim, cfg.clip_embed_dim))
+        self.roi_size = cfg.roi_size
+        self.finest_scale = cfg.finest_scale
+
+    def forward(
+        self,
+        image_embedding: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+        fpn_feats: Sequence[torch.Tensor],
+        fpn_strides: Sequence[int] = (4, 8, 16, 32),
+    ) -> HeadOutput:
+        """Decode N prompts of one image.
+
+        Args:
+            image_embedding: (1, D, h, w) SAM2CLIP output.
+            image_pe: (1, D, h, w) dense positional encoding.
+            sparse: (N, T, D) prompt tokens; dense: (N, D, h, w).
+            fpn_feats: [P2..P5] of the same image, each (1, D, H_l, W_l).
+        """
+        dec = self.mask_decoder
+        n = sparse.shape[0]
+        tokens = torch.cat([self.label_token.weight, dec.mask_tokens.weight], dim=0)
+        tokens = torch.cat([tokens[None].expand(n, -1, -1), sparse], dim=1)
+        src = image_embedding.expand(n, -1, -1, -1) + dense
+        pos = image_pe.expand(n, -1, -1, -1)
+        b, c, h, w = src.shape
+        hs, src = dec.transformer(src, pos, tokens)
+        mask_token = hs[:, 1, :]
+        up = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        hyper = dec.output_hypernetworks_mlps[0](mask_token)[:, None]  # (N, 1, c')
+        b, c2, h2, w2 = up.shape
+        masks = (hyper @ up.reshape(b, c2, h2 * w2)).reshape(b, 1, h2, w2)
+
+        # The RoI is the tight box of the predicted mask (quirk Q4), in the model frame.
+        scale = image_embedding.shape[-1] * 16 / w2  # mask grid -> model frame (4 upstream)
+        boxes = mask_to_box(torch.sigmoid(masks[:, 0]) > 0.5) * scale
+        roi = multilevel_roi_align(fpn_feats, boxes, self.roi_size, fpn_strides, self.finest_scale)
+        roi = self.roi_conv(roi)
+        emb = roi.mean(-1).mean(-1)
+        return HeadOutput(mask_logits=masks, roi_embedding=emb, roi_boxes=boxes)

@@ -1,0 +1,33 @@
+"""Shared fixtures: the parity directory and its generated weights (once per session)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parity_dir() -> Path:
+    """``$OVSAM_PARITY_DIR`` or ``../shared/parity`` beside the checkout."""
+    return Path(os.environ.get("OVSAM_PARITY_DIR", REPO.parent / "shared" / "parity"))
+
+
+def require_parity() -> Path:
+    d = parity_dir()
+    if not (d / "make_weights.py").is_file():
+        pytest.skip(f"golden parity vectors not found at {d} (set OVSAM_PARITY_DIR)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def parity_weights_dir(tmp_path_factory) -> Path:
+    """Fake checkpoints in the official file layouts (~2.3 GB, ~20 s), in a temp dir."""
+    d = require_parity()
+    out = tmp_path_factory.mktemp("parity_weights")
+    subprocess.run([sys.executable, str(d / "make_weights.py"), str(out), "--demo"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return out

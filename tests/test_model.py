@@ -1,0 +1,92 @@
+"""Unit tests of the model pieces the golden vectors do not exercise."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ovsam_core import OVSAM_TEST, load_model
+from ovsam_core.modeling import assign_levels, fuse_logits, mask_to_box, multilevel_roi_align
+from ovsam_core.modeling.ovsam_head import classify
+
+
+def test_import_pulls_no_host_package():
+    code = ("import sys, ovsam_core, ovsam_core.cli; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "{'napari','qtpy','PyQt5','PyQt6','PySide2','PySide6','fiftyone','flask','label_studio_sdk',"
+            "'label_studio_ml','magicgui','gunicorn','vispy'}]; print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mask_to_box_small_and_empty():
+    m = torch.zeros(4, 8, 8, dtype=torch.bool)
+    m[0, 3, 5] = True                       # one pixel -> [5, 3, 6, 4]
+    m[1, 1:3, 2:7] = True                   # a bar
+    m[2, 0, 0] = m[2, 7, 7] = True          # two corners -> whole grid
+    boxes = mask_to_box(m)
+    assert boxes.tolist() == [[5, 3, 6, 4], [2, 1, 7, 3], [0, 0, 8, 8], [0, 0, 0, 0]]
+    assert boxes.dtype == torch.float32
+
+
+@pytest.mark.parametrize("side,level", [(4, 0), (111.9, 0), (112, 1), (223.9, 1), (224, 2), (447, 2),
+                                        (448, 3), (1024, 3), (0, 0)])
+def test_fpn_level_rule(side, level):
+    box = torch.tensor([[10.0, 20.0, 10.0 + side, 20.0 + side]])
+    assert assign_levels(box, 4).item() == level
+
+
+def test_multilevel_roi_align_uses_the_assigned_level():
+    feats = [torch.full((1, 2, 1024 // s, 1024 // s), float(i)) for i, s in enumerate((4, 8, 16, 32))]
+    boxes = torch.tensor([[0, 0, 50, 50], [0, 0, 150, 150], [0, 0, 250, 250], [0, 0, 500, 500.0]])
+    out = multilevel_roi_align(feats, boxes, 7, (4, 8, 16, 32))
+    assert out.shape == (4, 2, 7, 7)
+    assert [out[i].mean().item() for i in range(4)] == [0.0, 1.0, 2.0, 3.0]
+    assert multilevel_roi_align(feats, torch.zeros(0, 4), 7, (4, 8, 16, 32)).shape == (0, 2, 7, 7)
+
+
+def test_classify_background_zero_and_max_over_synonyms():
+    cls = torch.nn.functional.normalize(torch.randn(3, 2, 8), dim=-1)
+    x = cls[1, 1][None] * 5
+    logits = classify(x, cls)
+    assert logits.shape == (1, 4) and logits[0, -1].item() == 0.0
+    assert logits.argmax().item() == 1
+    assert abs(logits[0, 1].item() - 100.00296) < 1e-3
+
+
+def test_empty_mask_gives_zero_logits_and_fusion_falls_back_to_head():
+    cls = torch.nn.functional.normalize(torch.randn(3, 1, 8), dim=-1)
+    logits = classify(torch.zeros(1, 8), cls)
+    assert torch.equal(logits, torch.zeros(1, 4))
+    q, c = torch.randn(2, 4), torch.randn(2, 4)
+    fused = fuse_logits(q, c, torch.tensor([True, False, True]), torch.tensor([False, True]))
+    assert torch.allclose(fused[0], torch.log_softmax(q[0], -1), atol=1e-6)
+    lq, lc = torch.log_softmax(q[1], -1), torch.log_softmax(c[1], -1)
+    exp = torch.stack([0.9 * lq[0] + 0.1 * lc[0], 0.1 * lq[1] + 0.9 * lc[1], 0.9 * lq[2] + 0.1 * lc[2],
+                       0.9 * lq[3] + 0.1 * lc[3]])
+    assert torch.allclose(fused[1], exp, atol=1e-5)
+    known = torch.tensor([True, False, True])
+    assert fuse_logits(q, c, torch.tensor([True, False, True]), torch.tensor([True, True]), known)[:, 1].eq(-1000).all()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model("ovsam-test").model
+
+
+def test_decode_shapes_and_mixed_prompts(tiny):
+    x = torch.randn(1, 3, OVSAM_TEST.image_size, OVSAM_TEST.image_size)
+    f = tiny.extract_features(x)
+    pts = torch.tensor([[[30.0, 40.0], [100.0, 120.0]]] * 3)
+    lab = torch.tensor([[1, 0]] * 3)
+    boxes = torch.tensor([[10.0, 10.0, 90.0, 90.0]] * 3)
+    out = tiny.decode(f, pts, lab, boxes)
+    assert out.mask_logits.shape == (3, 1, 64, 64) and out.roi_embedding.shape == (3, OVSAM_TEST.clip_embed_dim)
+    # a negative point changes the result; prompts are independent within a batch
+    pos = tiny.decode(f, pts[:1], torch.ones(1, 2), boxes[:1])
+    assert not torch.equal(pos.mask_logits, out.mask_logits[:1])
+    assert torch.allclose(out.mask_logits[0], out.mask_logits[2], atol=1e-5)
+    with pytest.raises(ValueError, match="at least one point or a box"):
+        tiny.decode(f)
