@@ -73,7 +73,7 @@ def resize_cv2(image: np.ndarray, size: int) -> np.ndarray:
 
 def normalize_and_pad(rgb: np.ndarray, size: int) -> torch.Tensor:
     """(h, w, 3) uint8 RGB -> (1, 3, size, size) float32, normalised then zero-padded."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float()
+    x = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)
     mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1)
     std = torch.tensor(PIXEL_STD).view(3, 1, 1)
     x = (x - mean) / std
