@@ -90,3 +90,23 @@ def test_decode_shapes_and_mixed_prompts(tiny):
     assert torch.allclose(out.mask_logits[0], out.mask_logits[2], atol=1e-5)
     with pytest.raises(ValueError, match="at least one point or a box"):
         tiny.decode(f)
+
+
+def test_packages_listed_in_pyproject_cover_the_tree():
+    """Every folder with an __init__.py ships (ovsam_core/*, plugins/* as ovsam_plugins)."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for init in list(root.glob("ovsam_core/**/__init__.py")) + list(root.glob("plugins/**/__init__.py")):
+        parts = init.parent.relative_to(root).parts
+        found.add(".".join(("ovsam_plugins",) + parts[1:] if parts[0] == "plugins" else parts))
+    assert found == listed
+
+
+def test_plugins_importable_as_ovsam_plugins():
+    import ovsam_plugins.fiftyone  # noqa: F401
+    import ovsam_plugins.label_studio  # noqa: F401
+    import ovsam_plugins.napari  # noqa: F401
