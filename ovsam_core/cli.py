@@ -1,4 +1,5 @@
-"""The ``ovsam`` command line: ``models``, ``download``, ``convert``.
+"""The ``ovsam`` command line: ``models``, ``download``, ``convert``, ``predict``, ``embed``,
+``vocab build`` and ``export-onnx``.
 
 User mistakes (unknown model, missing weights offline, bad paths) print one line starting
 with ``ovsam: error:`` and exit with status 2; no traceback.
@@ -9,7 +10,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import List, Optional, Sequence
 
 EXIT_USAGE = 2
 
@@ -62,6 +63,143 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(text: str, n: Sequence[int], what: str) -> List[float]:
+    try:
+        vals = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) not in n:
+        raise UserError(f"bad {what} {text!r}: expected " + " or ".join(
+            {2: "x,y", 3: "x,y,label", 4: "x0,y0,x1,y1"}[k] for k in n))
+    return vals
+
+
+def parse_prompts(args: argparse.Namespace):
+    """--box, --point, --points and --prompt options -> prompts, in command-line order."""
+    import json as _json
+
+    from .prompts import Prompt
+
+    prompts = []
+    for kind, value in args.prompts or []:
+        if kind == "box":
+            prompts.append(Prompt.from_box(*_floats(value, (4,), "--box")))
+        elif kind == "point":
+            prompts.append(Prompt.from_points([_floats(value, (2, 3), "--point")]))
+        elif kind == "points":
+            items = [v for v in value.replace(";", " ").split() if v]
+            prompts.append(Prompt.from_points([_floats(v, (2, 3), "--points item") for v in items]))
+        else:
+            try:
+                d = _json.loads(value)
+                pts = d.get("points") or []
+                box = d.get("box")
+                p = Prompt.from_points(pts) if pts else Prompt()
+                prompts.append(Prompt(p.points, p.labels, tuple(map(float, box)) if box else None))
+            except (ValueError, TypeError, AttributeError) as e:
+                raise UserError(f"bad --prompt {value!r}: expected JSON like "
+                                '\'{"box": [x0, y0, x1, y1], "points": [[x, y, 1]]}\' ({e})') from None
+    if not prompts:
+        raise UserError("no prompt given: add --box x0,y0,x1,y1 and/or --point x,y (see ovsam predict -h)")
+    return prompts
+
+
+class _PromptAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = list(getattr(namespace, "prompts", None) or [])
+        items.append((self.dest_kind, values))
+        namespace.prompts = items
+
+
+def _prompt_action(kind: str):
+    return type(f"_{kind}", (_PromptAction,), {"dest_kind": kind})
+
+
+def _predictor(args: argparse.Namespace, quiet: bool = False):
+    from .predictor import Predictor
+
+    return Predictor(args.model, weights_dir=args.weights_dir, weights=getattr(args, "weights", None),
+                     device=args.device, dtype=args.dtype, progress=not quiet,
+                     download=not getattr(args, "no_download", False))
+
+
+def _channels(text: Optional[str]) -> Optional[List[int]]:
+    if not text:
+        return None
+    try:
+        return [int(c) for c in text.split(",")]
+    except ValueError:
+        raise UserError(f"bad --channels {text!r}: expected indices like 0 or 0,2,1") from None
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json as _json
+
+    from .images import load_image
+    from .results import prediction_to_json, save_overlay
+
+    prompts = parse_prompts(args)
+    img = load_image(args.image, channels=_channels(args.channels))
+    pred = _predictor(args, args.quiet).predict(img, prompts, args.vocab, top_k=args.top_k, mode=args.mode)
+    doc = prediction_to_json(pred, str(args.image))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(_json.dumps(doc, indent=1))
+    if args.overlay:
+        save_overlay(img.rgb, pred.objects, args.overlay)
+    if not args.quiet:
+        for i, o in enumerate(pred.objects):
+            print(f"#{i}: {o.label} ({o.score:.3f})  bbox {list(o.bbox_xyxy)}  area {o.area}")
+        print(f"wrote {args.out}" + (f" and {args.overlay}" if args.overlay else ""))
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .embedding import EmbeddingStore
+    from .images import load_image
+
+    pred = _predictor(args, args.quiet)
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = EmbeddingStore(args.out)
+    for path in tqdm(args.images, desc="embed", disable=args.quiet or len(args.images) < 2):
+        emb = pred.embed(load_image(path, channels=_channels(args.channels)))
+        out = store.put(emb)
+        if not args.quiet:
+            print(f"{path} -> {out}")
+    return 0
+
+
+def _cmd_vocab_build(args: argparse.Namespace) -> int:
+    from .vocabulary import save_vocabulary_bundle
+
+    pred = _predictor(args, args.quiet)
+    clf = pred.classifier(str(args.file))
+    out = save_vocabulary_bundle(clf, args.out)
+    print(f"wrote {len(clf)} classes to {out} (use --vocab {out})")
+    return 0
+
+
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .export import export_decoder_onnx
+    from .weights.loader import load_model
+
+    loaded = load_model(args.model, args.weights_dir, with_text=False, progress=not args.quiet)
+    out = export_decoder_onnx(loaded.model, args.out, mode=args.mode)
+    print(f"wrote {out}")
+    return 0
+
+
+def _model_options(s: argparse.ArgumentParser, default_model: str = "ovsam-lvis") -> None:
+    s.add_argument("--model", default=default_model, help=f"registered model (default {default_model}; see `ovsam models`)")
+    s.add_argument("--weights-dir", type=Path, help="folder holding the model's files by their official names")
+    s.add_argument("--weights", type=Path, help="a fused .safetensors file written by `ovsam convert`")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    s.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="image-encoder precision")
+    s.add_argument("--no-download", action="store_true", help="use local files only")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -87,6 +225,50 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-download", action="store_true", help="use local files only")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_convert)
+
+    s = sub.add_parser("predict", help="masks and names for box/point prompts on one image",
+                       description="Each --box, --point, --points or --prompt is one object, in order. "
+                                   "Coordinates are pixels of the original image.")
+    s.add_argument("image", type=Path)
+    s.add_argument("--box", action=_prompt_action("box"), metavar="X0,Y0,X1,Y1", help="a box prompt")
+    s.add_argument("--point", action=_prompt_action("point"), metavar="X,Y[,1|0]",
+                   help="a single-point prompt (label 1 positive, default)")
+    s.add_argument("--points", action=_prompt_action("points"), metavar="'X,Y[,L] X,Y[,L] ...'",
+                   help="one prompt made of several points (0 = negative)")
+    s.add_argument("--prompt", action=_prompt_action("json"), metavar="JSON",
+                   help='one prompt as JSON: \'{"box": [x0,y0,x1,y1], "points": [[x,y,1]]}\'')
+    s.add_argument("--vocab", default=None, help="coco, lvis, imagenet21k, a file, or a `vocab build` folder "
+                                                  "(default: the model's vocabulary)")
+    s.add_argument("--mode", choices=["head", "fused"], default=None, help="recognition mode (default: the model's)")
+    s.add_argument("--top-k", type=int, default=5)
+    s.add_argument("--channels", help="channel indices for multi-channel images, e.g. 0 or 0,2,1")
+    s.add_argument("--out", type=Path, required=True, help="result JSON")
+    s.add_argument("--overlay", type=Path, help="also write a PNG with masks, boxes and labels")
+    _model_options(s)
+    s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser("embed", help="compute image embeddings once (e.g. on a GPU) and save them")
+    s.add_argument("images", nargs="+", type=Path)
+    s.add_argument("--out", type=Path, required=True, help="output folder")
+    s.add_argument("--channels", help="channel indices for multi-channel images")
+    _model_options(s)
+    s.set_defaults(func=_cmd_embed)
+
+    s = sub.add_parser("vocab", help="vocabulary tools")
+    vsub = s.add_subparsers(dest="vocab_command", required=True)
+    v = vsub.add_parser("build", help="compute and save the text classifier of a vocabulary file")
+    v.add_argument("file", help="vocabulary file (.txt, .json, .yaml) or preset name")
+    v.add_argument("--out", type=Path, required=True, help="output folder")
+    _model_options(v)
+    v.set_defaults(func=_cmd_vocab_build)
+
+    s = sub.add_parser("export-onnx", help="export prompt encoder + mask decoder + recognition to ONNX")
+    s.add_argument("--model", default="ovsam-lvis")
+    s.add_argument("--weights-dir", type=Path)
+    s.add_argument("--mode", choices=["head", "fused"], default="head")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=_cmd_export_onnx)
     return p
 
 
@@ -94,7 +276,8 @@ def _user_errors() -> tuple:
     from .weights.checkpoint import CheckpointError
     from .weights.hub import WeightsError
 
-    return (UserError, CheckpointError, WeightsError, KeyError, ValueError, FileNotFoundError)
+    return (UserError, CheckpointError, WeightsError, KeyError, ValueError, FileNotFoundError,
+            IsADirectoryError, PermissionError)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

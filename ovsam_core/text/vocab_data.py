@@ -34,6 +34,7 @@ class Vocabulary:
         ids: C dataset ids as strings (LVIS category id, COCO index, WordNet id).
         split: C entries ``'base'`` / ``'novel'`` / ``'other'``, or None when undefined.
         frequency: LVIS only: C entries ``'r'`` / ``'c'`` / ``'f'``.
+        parents: optional hierarchy: C entries, each the index of the parent class or None.
     """
 
     key: str
@@ -41,6 +42,7 @@ class Vocabulary:
     ids: Tuple[str, ...]
     split: Optional[Tuple[str, ...]] = None
     frequency: Optional[Tuple[str, ...]] = None
+    parents: Optional[Tuple[Optional[int], ...]] = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -58,6 +60,15 @@ class Vocabulary:
     def base_mask(self) -> torch.Tensor:
         """BoolTensor (C,): True for base classes (LVIS common+frequent, COCO-48)."""
         return self._mask("base")
+
+    def ancestors(self, index: int) -> List[int]:
+        """Indices of the parent chain of class ``index`` (nearest first; empty without a hierarchy)."""
+        chain: List[int] = []
+        p = self.parents[index] if self.parents else None
+        while p is not None and p not in chain:
+            chain.append(p)
+            p = self.parents[p]
+        return chain
 
     def display_names(self) -> List[str]:
         """Human-readable names: the first synonym, ``'_'`` replaced by spaces."""

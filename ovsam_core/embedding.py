@@ -1,0 +1,198 @@
+"""Image embeddings as immutable values, with an in-memory LRU and an optional disk store.
+
+An :class:`ImageEmbedding` carries the image features and a :class:`EmbeddingSignature`
+(image digest, model and weights id, pre-processing, dtype, package version). Caches are keyed
+by that signature, and a stored file whose signature does not match is refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+
+from .modeling import ImageFeatures
+from .preprocess import FrameTransform
+
+
+class EmbeddingMismatchError(ValueError):
+    """An embedding (or stored embedding file) belongs to another model or image."""
+
+
+@dataclass(frozen=True)
+class EmbeddingSignature:
+    """What an embedding was computed from; equal signatures mean interchangeable embeddings."""
+
+    image_digest: str
+    model: str
+    weights_id: str
+    preprocessing: str
+    dtype: str
+    version: str
+
+    @property
+    def model_key(self) -> Tuple[str, str, str, str]:
+        """The part that must match the predictor decoding it (all but the image)."""
+        return (self.model, self.weights_id, self.preprocessing, self.dtype)
+
+    @property
+    def key(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """Encode once, decode many prompts. Immutable; safe to share between threads.
+
+    Attributes:
+        features: the model's image features (batch size 1).
+        frame: original (H, W) <-> model-frame mapping.
+        signature: see :class:`EmbeddingSignature`.
+    """
+
+    features: ImageFeatures
+    frame: FrameTransform
+    signature: EmbeddingSignature
+
+    @property
+    def nbytes(self) -> int:
+        return self.features.nbytes()
+
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        """(H, W) of the original image."""
+        return self.frame.orig_hw
+
+    def to(self, device: Union[str, torch.device]) -> "ImageEmbedding":
+        f = self.features
+        feats = ImageFeatures(embedding=f.embedding.to(device), fpn=tuple(t.to(device) for t in f.fpn),
+                              c5=f.c5.to(device), backbone=None)
+        return ImageEmbedding(feats, self.frame, self.signature)
+
+    # ---- (de)serialisation
+    def to_tensors(self) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+        f = self.features
+        tensors = {"embedding": f.embedding, "c5": f.c5, **{f"fpn{i}": t for i, t in enumerate(f.fpn)}}
+        meta = {"signature": self.signature.key,
+                "frame": json.dumps({"orig_hw": self.frame.orig_hw, "resized_hw": self.frame.resized_hw,
+                                     "size": self.frame.size})}
+        return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta
+
+    @classmethod
+    def from_tensors(cls, tensors: Dict[str, torch.Tensor], meta: Dict[str, str]) -> "ImageEmbedding":
+        sig = EmbeddingSignature(**json.loads(meta["signature"]))
+        fr = json.loads(meta["frame"])
+        n = len([k for k in tensors if k.startswith("fpn")])
+        feats = ImageFeatures(embedding=tensors["embedding"], fpn=tuple(tensors[f"fpn{i}"] for i in range(n)),
+                              c5=tensors["c5"])
+        return cls(feats, FrameTransform(tuple(fr["orig_hw"]), tuple(fr["resized_hw"]), fr["size"]), sig)
+
+    def save(self, path: Union[str, os.PathLike]) -> Path:
+        """Write a safetensors file (atomically)."""
+        from safetensors.torch import save_file
+
+        tensors, meta = self.to_tensors()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={"format": "ovsam-embedding-v1", **meta})
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike], expect: Optional[Tuple[str, str, str, str]] = None) -> "ImageEmbedding":
+        """Read a file written by :meth:`save`; ``expect`` (a ``model_key``) refuses other models."""
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        p = Path(path)
+        try:
+            with safe_open(str(p), framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception as e:  # noqa: BLE001
+            raise EmbeddingMismatchError(f"{p} is not an ovsam embedding file: {e}") from e
+        if meta.get("format") != "ovsam-embedding-v1":
+            raise EmbeddingMismatchError(f"{p} is not an ovsam embedding file (write one with `ovsam embed`)")
+        emb = cls.from_tensors(load_file(str(p)), meta)
+        if expect is not None and emb.signature.model_key != tuple(expect):
+            raise EmbeddingMismatchError(
+                f"{p} was computed by model {emb.signature.model!r} ({emb.signature.preprocessing}, "
+                f"{emb.signature.dtype}), not by the model in use; re-run `ovsam embed` with this model")
+        return emb
+
+
+class EmbeddingLRU:
+    """Thread-safe LRU of embeddings bounded by their total size in bytes."""
+
+    def __init__(self, max_bytes: int = 2 * 1024 ** 3) -> None:
+        self.max_bytes = int(max_bytes)
+        self._items: "OrderedDict[str, ImageEmbedding]" = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def get(self, key: str) -> Optional[ImageEmbedding]:
+        with self._lock:
+            emb = self._items.get(key)
+            if emb is not None:
+                self._items.move_to_end(key)
+            return emb
+
+    def put(self, key: str, emb: ImageEmbedding) -> None:
+        size = emb.nbytes
+        with self._lock:
+            if key in self._items:
+                self._bytes -= self._items.pop(key).nbytes
+            if size > self.max_bytes:
+                return
+            self._items[key] = emb
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+class EmbeddingStore:
+    """Embeddings on disk, one safetensors file per signature, refusing mismatched files."""
+
+    def __init__(self, directory: Union[str, os.PathLike]) -> None:
+        self.directory = Path(directory)
+
+    def path_for(self, sig: EmbeddingSignature) -> Path:
+        import hashlib
+
+        return self.directory / f"{hashlib.sha256(sig.key.encode()).hexdigest()[:32]}.safetensors"
+
+    def get(self, sig: EmbeddingSignature) -> Optional[ImageEmbedding]:
+        p = self.path_for(sig)
+        if not p.is_file():
+            return None
+        emb = ImageEmbedding.load(p)
+        if emb.signature != sig:
+            raise EmbeddingMismatchError(f"{p} holds an embedding with another signature; delete it")
+        return emb
+
+    def put(self, emb: ImageEmbedding) -> Path:
+        return emb.save(self.path_for(emb.signature))

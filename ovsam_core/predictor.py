@@ -1,0 +1,326 @@
+"""The inference product: ``embed`` an image once, ``predict`` masks and names for many prompts.
+
+Coordinates in and out are **original-image pixels** (x right, y down). The model frame
+(long side 1024, padded square) is internal. Masks are returned at the original resolution.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from . import __version__
+from .embedding import EmbeddingLRU, EmbeddingMismatchError, EmbeddingSignature, EmbeddingStore, ImageEmbedding
+from .images import LoadedImage, load_image
+from .preprocess import FrameTransform, normalize_and_pad, resize_pil, upsample_masks
+from .prompts import Prompt, PromptError
+from .vocabulary import (TextClassifier, VocabSource, base_mask_for, get_classifier, known_mask_for,
+                         load_vocabulary, load_vocabulary_bundle)
+from .weights.loader import LoadedModel, load_model
+
+MODES = ("head", "fused")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PREPROCESSING = "pil-bilinear-longside"
+#: Prompts decoded together (bounds the memory of the decoder's per-prompt image copies).
+DECODE_CHUNK = 16
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> cuda, then mps, then cpu; other names are checked for availability."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ValueError(f"unknown device {device!r}; choose auto, cpu, cuda or mps")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' requested but Apple MPS is not available; use --device cpu")
+    return torch.device(device)
+
+
+@dataclass(frozen=True)
+class ObjectPrediction:
+    """The result for one prompt.
+
+    Attributes:
+        prompt: the prompt (box clipped to the image).
+        mask: (H, W) bool at the original image resolution.
+        label / label_index / score: the top-1 class (display name, vocabulary index, probability).
+        top_k: ((label, score), ...) best first.
+        bbox_xyxy: tight box of the mask (x0, y0, x1, y1), exclusive end, pixels; zeros if empty.
+        area: mask pixels.
+        quality: mask logit statistics: ``mean_logit`` (inside the mask) and ``stability``
+            (area at logit > 1 over area at logit > -1, as in SAM).
+        label_path: ancestors of the label in a hierarchical vocabulary (nearest first).
+    """
+
+    prompt: Prompt
+    mask: np.ndarray
+    label: str
+    label_index: int
+    score: float
+    top_k: Tuple[Tuple[str, float], ...]
+    bbox_xyxy: Tuple[int, int, int, int]
+    area: int
+    quality: Dict[str, float]
+    label_path: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """All objects of one ``predict`` call, in prompt order."""
+
+    objects: Tuple[ObjectPrediction, ...]
+    image_size: Tuple[int, int]
+    model: str
+    mode: str
+    vocabulary: str
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def __iter__(self):
+        return iter(self.objects)
+
+
+def _mask_box(mask: np.ndarray) -> Tuple[int, int, int, int]:
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    if len(xs) == 0:
+        return (0, 0, 0, 0)
+    return (int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1)
+
+
+class Predictor:
+    """Open-vocabulary segmentation of prompts, with embedding and classifier caches.
+
+    Args:
+        model: a registered model name or a :class:`LoadedModel`.
+        weights_dir / weights: where the weights are (see :func:`ovsam_core.load_model`).
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        dtype: image-encoder precision: ``fp32`` (the parity reference), ``bf16`` (fast on CPUs
+            with AVX512-BF16 and on GPUs; uses channels_last on CPU) or ``fp16`` (GPU only).
+        cache_bytes: size of the in-memory LRU of embeddings.
+        store_dir: optional folder of embeddings on disk (reused across processes).
+    """
+
+    def __init__(
+        self,
+        model: Union[str, LoadedModel] = "ovsam-lvis",
+        *,
+        weights_dir=None,
+        weights=None,
+        device: str = "auto",
+        dtype: str = "fp32",
+        cache_bytes: int = 2 * 1024 ** 3,
+        store_dir=None,
+        download: bool = True,
+        progress: bool = True,
+    ) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        self.device = resolve_device(device)
+        if dtype == "fp16" and self.device.type == "cpu":
+            raise ValueError("fp16 needs a GPU; on CPU use --dtype bf16 (or fp32)")
+        self.dtype = dtype
+        self.progress = progress
+        if isinstance(model, str):
+            model = load_model(model, weights_dir, weights=weights, download=download, progress=progress)
+        self.loaded = model
+        self.loaded.model.to(self.device)
+        if self.loaded.text_encoder is not None:
+            self.loaded.text_encoder.to(self.device)
+        if dtype == "bf16" and self.device.type == "cpu":
+            self.loaded.model.backbone.to(memory_format=torch.channels_last)
+        self.cache = EmbeddingLRU(cache_bytes)
+        self.store = EmbeddingStore(store_dir) if store_dir else None
+        self.encoder_calls = 0
+        self._classifiers: Dict[Tuple[str, ...], TextClassifier] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def name(self) -> str:
+        return self.loaded.spec.name
+
+    @property
+    def model_key(self) -> Tuple[str, str, str, str]:
+        return (self.name, self.loaded.weights_id, f"{PREPROCESSING}{self.image_size}", self.dtype)
+
+    @property
+    def image_size(self) -> int:
+        return self.loaded.model.cfg.image_size
+
+    def signature(self, image: LoadedImage) -> EmbeddingSignature:
+        name, wid, pre, dt = self.model_key
+        return EmbeddingSignature(image.digest, name, wid, pre, dt, __version__)
+
+    # ------------------------------------------------------------------ image
+    def embed(self, image, *, channels: Optional[Sequence[int]] = None) -> ImageEmbedding:
+        """Encode an image (path, bytes, PIL image, array or :class:`LoadedImage`).
+
+        Returns a cached embedding when the same image was embedded before by this model.
+        """
+        img = image if isinstance(image, LoadedImage) else load_image(image, channels=channels)
+        sig = self.signature(img)
+        key = sig.key
+        emb = self.cache.get(key)
+        if emb is None and self.store is not None:
+            emb = self.store.get(sig)
+        if emb is None:
+            emb = self._encode(img, sig)
+            if self.store is not None:
+                self.store.put(emb)
+        self.cache.put(key, emb)
+        return emb
+
+    def _encode(self, img: LoadedImage, sig: EmbeddingSignature) -> ImageEmbedding:
+        from PIL import Image
+
+        size = self.image_size
+        rgb = resize_pil(Image.fromarray(img.rgb), size)
+        frame = FrameTransform((img.height, img.width), rgb.shape[:2], size)
+        x = normalize_and_pad(rgb, size).to(self.device)
+        net = self.loaded.model
+        with torch.inference_mode():
+            if self.dtype == "fp32":
+                feats = net.extract_features(x)
+            else:
+                if self.device.type == "cpu":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(self.device.type, dtype=DTYPES[self.dtype]):
+                    feats = net.extract_features(x)
+                feats = type(feats)(embedding=feats.embedding.float(), fpn=tuple(t.float() for t in feats.fpn),
+                                    c5=feats.c5.float().contiguous())
+        self.encoder_calls += 1
+        return ImageEmbedding(feats, frame, sig)
+
+    # ------------------------------------------------------------------ vocabulary
+    def classifier(self, vocabulary: Optional[VocabSource] = None) -> TextClassifier:
+        """The text classifier of a vocabulary (preset, list, file or ``vocab build`` folder)."""
+        from pathlib import Path
+
+        spec = self.loaded.spec
+        source = spec.vocabulary if vocabulary is None else vocabulary
+        if isinstance(source, (str, Path)) and Path(source).is_dir():
+            vocab, weights, sig = load_vocabulary_bundle(source)
+            return TextClassifier(vocab, weights.to(self.device), sig)
+        vocab = load_vocabulary(source)
+        key = (vocab.key, *vocab.names)
+        with self._lock:
+            clf = self._classifiers.get(key)
+        if clf is not None:
+            return clf
+        shipped = self.loaded.classifier
+        if (vocab.key == spec.vocabulary and shipped is not None and shipped.shape[0] == len(vocab)):
+            clf = TextClassifier(vocab, shipped.to(self.device), f"shipped:{self.loaded.weights_id}")
+        else:
+            if self.loaded.text_encoder is None:
+                raise ValueError("this model was loaded without its text encoder; it can only use "
+                                 f"the {spec.vocabulary!r} vocabulary it ships")
+            clf = get_classifier(vocab, self.loaded.text_encoder, self.loaded.weights_id, progress=self.progress)
+            clf = TextClassifier(clf.vocabulary, clf.weights.to(self.device), clf.signature)
+        with self._lock:
+            self._classifiers[key] = clf
+        return clf
+
+    # ------------------------------------------------------------------ prompts
+    def predict(
+        self,
+        image,
+        prompts: Union[Prompt, Sequence[Prompt]],
+        vocabulary: Optional[VocabSource] = None,
+        *,
+        top_k: int = 5,
+        mode: Optional[str] = None,
+    ) -> Prediction:
+        """Masks and names for ``prompts`` on an image or an :class:`ImageEmbedding`.
+
+        Args:
+            image: an :class:`ImageEmbedding` from :meth:`embed`, or anything :meth:`embed` takes.
+            prompts: one :class:`Prompt` or a sequence (any number; batched internally).
+            vocabulary: preset (``coco``, ``lvis``, ``imagenet21k``), list of names, file or
+                ``ovsam vocab build`` folder; default the model's vocabulary.
+            top_k: alternatives per object.
+            mode: ``head`` (CLIP2SAM head, the demo) or ``fused`` (head + frozen CLIP, the
+                paper's evaluation); default the model's mode.
+        Returns:
+            :class:`Prediction`, one object per prompt in prompt order.
+        """
+        mode = mode or self.loaded.spec.mode
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose head or fused")
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        emb = image if isinstance(image, ImageEmbedding) else self.embed(image)
+        if emb.signature.model_key != self.model_key:
+            raise EmbeddingMismatchError(
+                f"this embedding was computed by {emb.signature.model!r} ({emb.signature.dtype}, "
+                f"{emb.signature.preprocessing}); embed the image again with this predictor "
+                f"({self.name}, {self.dtype})")
+        if isinstance(prompts, Prompt):
+            prompts = [prompts]
+        h, w = emb.frame.orig_hw
+        prompts = [p.validated(h, w) for p in prompts]
+        clf = self.classifier(vocabulary)
+        results: List[Optional[ObjectPrediction]] = [None] * len(prompts)
+        groups: Dict[Tuple[int, bool], List[int]] = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault(p.kind, []).append(i)
+        emb_dev = emb.to(self.device)
+        for idx in groups.values():
+            for s in range(0, len(idx), DECODE_CHUNK):
+                chunk = idx[s:s + DECODE_CHUNK]
+                for i, obj in zip(chunk, self._decode(emb_dev, [prompts[i] for i in chunk], clf, top_k, mode)):
+                    results[i] = obj
+        return Prediction(tuple(results), (h, w), self.name, mode, clf.vocabulary.key)
+
+    def _decode(self, emb: ImageEmbedding, prompts: List[Prompt], clf: TextClassifier,
+                top_k: int, mode: str) -> List[ObjectPrediction]:
+        net, frame, dev = self.loaded.model, emb.frame, self.device
+        points = labels = boxes = None
+        if prompts[0].points:
+            points = frame.to_model(torch.tensor([p.points for p in prompts], dtype=torch.float32)).to(dev)
+            labels = torch.tensor([p.labels for p in prompts], dtype=torch.float32, device=dev)
+        if prompts[0].box is not None:
+            boxes = frame.to_model(torch.tensor([p.box for p in prompts], dtype=torch.float32)).to(dev)
+        with torch.inference_mode():
+            out = net.decode(emb.features, points, labels, boxes)
+            if mode == "head":
+                logits = net.head_logits(out, clf.weights)
+            else:
+                vocab = clf.vocabulary
+                base = base_mask_for(vocab, self.loaded.spec.vocabulary).to(dev)
+                known = known_mask_for(vocab)
+                clip_boxes = boxes if boxes is not None else out.roi_boxes
+                logits = net.fused_logits(emb.features, out, clf.weights, clip_boxes, base,
+                                          known.to(dev) if known is not None else None)
+            probs = torch.softmax(logits.float(), dim=-1)[:, :-1].cpu()
+        k = min(top_k, probs.shape[1])
+        top = torch.topk(probs, k, dim=-1)
+        names = clf.vocabulary.display_names()
+        objs = []
+        for j, p in enumerate(prompts):
+            with torch.inference_mode():
+                logit = upsample_masks(out.mask_logits[j:j + 1].float(), frame)[0].cpu()
+            mask = (torch.sigmoid(logit) > 0.5).numpy()
+            area = int(mask.sum())
+            hi, lo = int((logit > 1).sum()), int((logit > -1).sum())
+            quality = {"mean_logit": float(logit[torch.from_numpy(mask)].mean()) if area else float("nan"),
+                       "stability": hi / lo if lo else 0.0}
+            ti = top.indices[j].tolist()
+            ts = top.values[j].tolist()
+            li = ti[0]
+            path = tuple(names[a] for a in clf.vocabulary.ancestors(li))
+            objs.append(ObjectPrediction(
+                prompt=p, mask=mask, label=names[li], label_index=li, score=float(ts[0]),
+                top_k=tuple((names[a], float(b)) for a, b in zip(ti, ts)),
+                bbox_xyxy=_mask_box(mask), area=area, quality=quality, label_path=path))
+        return objs
