@@ -81,7 +81,7 @@ def parse_prompts(args: argparse.Namespace):
     from .prompts import Prompt
 
     prompts = []
-    for kind, value in args.prompts or []:
+    for kind, value in getattr(args, "prompts", None) or []:
         if kind == "box":
             prompts.append(Prompt.from_box(*_floats(value, (4,), "--box")))
         elif kind == "point":

@@ -50,9 +50,10 @@ class FrameTransform:
 def resized_size(h: int, w: int, size: int, rounding: str) -> Tuple[int, int]:
     """(h, w) with the long side at ``size``: ``"trunc"`` (demo) or ``"round"`` (eval)."""
     scale = size / max(h, w)
+    # max(1, .): a very thin image keeps at least one row/column (upstream would fail there)
     if rounding == "trunc":
-        return int(h * scale), int(w * scale)
-    return int(h * scale + 0.5), int(w * scale + 0.5)
+        return max(1, int(h * scale)), max(1, int(w * scale))
+    return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
 
 
 def resize_pil(image: Image.Image, size: int) -> np.ndarray:

@@ -227,7 +227,7 @@ def run_eval(spec, image_path, models, check):
     q = net.head_logits(out, classifier)
     check("query_logits", q.numpy(), atol=LOGIT_ATOL)
     # Quirk Q1: GT boxes at the ORIGINAL scale on the 1024-frame C5 map (paper reproduction).
-    c = net.clip_logits(feats, gt, classifier)
+    c = net.clip_logits(feats.c5, gt, classifier)
     check("clip_logits", c.numpy(), atol=LOGIT_ATOL)
     base = lvis_classes().base_mask()
     fused = net.fused_logits(feats, out, classifier, gt, base)

@@ -50,6 +50,20 @@ class ImageFeatures:
         return sum(t.numel() * t.element_size() for t in ts)
 
 
+def clip_branch_logits(attn_pool: nn.Module, c5: torch.Tensor, boxes: torch.Tensor,
+                       classifier: torch.Tensor, pool_size: int) -> torch.Tensor:
+    """Frozen-CLIP recognition: RoIAlign of ``boxes`` on C5 + CLIP's attention pool.
+
+    Args:
+        c5: (1, C5, S/32, S/32); boxes: (N, 4) RoIs in the frame of the model input.
+    Returns:
+        (N, C + 1) logits, background last.
+    """
+    rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], dim=1)
+    crops = roi_align(c5, rois, (pool_size, pool_size), spatial_scale=1 / 32, sampling_ratio=0, aligned=True)
+    return classify(attn_pool(crops), classifier)
+
+
 class OVSAM(nn.Module):
     """Open-Vocabulary SAM. Construct with random weights; load weights separately."""
 
@@ -135,17 +149,9 @@ class OVSAM(nn.Module):
         return classify(out.roi_embedding, classifier)
 
     @torch.no_grad()
-    def clip_logits(self, features: ImageFeatures, boxes: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
-        """(N, C + 1) logits of the frozen CLIP branch: RoIAlign on C5 + CLIP attention pool.
-
-        Args:
-            boxes: (N, 4) RoIs in the frame of the model input (C5 has stride 32 in it).
-        """
-        n = boxes.shape[0]
-        rois = torch.cat([boxes.new_zeros((n, 1)), boxes], dim=1)
-        size = self.cfg.clip_pool_size
-        crops = roi_align(features.c5, rois, (size, size), spatial_scale=1 / 32, sampling_ratio=0, aligned=True)
-        return classify(self.backbone.head(crops), classifier)
+    def clip_logits(self, c5: torch.Tensor, boxes: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+        """(N, C + 1) logits of the frozen CLIP branch (see :func:`clip_branch_logits`)."""
+        return clip_branch_logits(self.backbone.head, c5, boxes, classifier, self.cfg.clip_pool_size)
 
     @staticmethod
     def mask_valid(out: HeadOutput, grid: int) -> torch.Tensor:
@@ -165,6 +171,6 @@ class OVSAM(nn.Module):
     ) -> torch.Tensor:
         """(N, C + 1) fused log-scores of the head and the frozen-CLIP branch (spec §2.6)."""
         q = self.head_logits(out, classifier)
-        c = self.clip_logits(features, clip_boxes, classifier)
+        c = self.clip_logits(features.c5, clip_boxes, classifier)
         valid = self.mask_valid(out, features.c5.shape[-1])
         return fuse_logits(q, c, base, valid, known)

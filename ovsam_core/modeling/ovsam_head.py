@@ -20,6 +20,7 @@ from .roi import mask_to_box, multilevel_roi_align
 
 #: Upstream stores ``logit_scale = 4.6052`` and multiplies by its exp (= 100.00296 in float32).
 LOGIT_SCALE = 4.6052
+LOGIT_SCALE_EXP = torch.tensor(LOGIT_SCALE, dtype=torch.float32).exp()
 
 
 class RoIConv(nn.Module):
@@ -62,8 +63,7 @@ def classify(embedding: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
     weights = torch.cat([classifier, bg], dim=0).permute(2, 0, 1)  # (D, C+1, P)
     x = F.normalize(embedding[:, None], dim=-1)  # (N, 1, D)
     sim = torch.einsum("bnd,dkp->bnkp", x, weights).max(dim=-1).values
-    scale = torch.tensor(LOGIT_SCALE, dtype=sim.dtype, device=sim.device).exp()
-    return (scale * sim)[:, 0]
+    return (LOGIT_SCALE_EXP.to(sim.device, sim.dtype) * sim)[:, 0]
 
 
 class OVSAMHead(nn.Module):
@@ -91,6 +91,47 @@ class OVSAMHead(nn.Module):
         self.roi_size = cfg.roi_size
         self.finest_scale = cfg.finest_scale
 
+    def predict_masks(
+        self,
+        image_embedding: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+    ) -> torch.Tensor:
+        """(N, 1, 4h, 4w) low-resolution mask logits over the padded model frame.
+
+        Args:
+            image_embedding: (1, D, h, w) SAM2CLIP output; image_pe: (1, D, h, w).
+            sparse: (N, T, D) prompt tokens; dense: (N, D, h, w).
+        """
+        dec = self.mask_decoder
+        n = sparse.shape[0]
+        tokens = torch.cat([self.label_token.weight, dec.mask_tokens.weight], dim=0)
+        tokens = torch.cat([tokens[None].expand(n, -1, -1), sparse], dim=1)
+        src = image_embedding.expand(n, -1, -1, -1) + dense
+        pos = image_pe.expand(n, -1, -1, -1)
+        c, h, w = src.shape[1:]
+        hs, src = dec.transformer(src, pos, tokens)
+        mask_token = hs[:, 1, :]
+        up = dec.output_upscaling(src.transpose(1, 2).reshape(-1, c, h, w))
+        hyper = dec.output_hypernetworks_mlps[0](mask_token)[:, None]  # (N, 1, c')
+        c2, h2, w2 = up.shape[1:]
+        return (hyper @ up.reshape(-1, c2, h2 * w2)).reshape(-1, 1, h2, w2)
+
+    def recognize(
+        self,
+        masks: torch.Tensor,
+        image_size: int,
+        fpn_feats: Sequence[torch.Tensor],
+        fpn_strides: Sequence[int] = (4, 8, 16, 32),
+    ) -> HeadOutput:
+        """RoI of each predicted mask (its tight box, quirk Q4) -> pooled recognition feature."""
+        scale = image_size / masks.shape[-1]  # mask grid -> model frame (4 upstream)
+        boxes = mask_to_box(torch.sigmoid(masks[:, 0]) > 0.5) * scale
+        roi = multilevel_roi_align(fpn_feats, boxes, self.roi_size, fpn_strides, self.finest_scale)
+        emb = self.roi_conv(roi).mean(-1).mean(-1)
+        return HeadOutput(mask_logits=masks, roi_embedding=emb, roi_boxes=boxes)
+
     def forward(
         self,
         image_embedding: torch.Tensor,
@@ -100,32 +141,6 @@ class OVSAMHead(nn.Module):
         fpn_feats: Sequence[torch.Tensor],
         fpn_strides: Sequence[int] = (4, 8, 16, 32),
     ) -> HeadOutput:
-        """Decode N prompts of one image.
-
-        Args:
-            image_embedding: (1, D, h, w) SAM2CLIP output.
-            image_pe: (1, D, h, w) dense positional encoding.
-            sparse: (N, T, D) prompt tokens; dense: (N, D, h, w).
-            fpn_feats: [P2..P5] of the same image, each (1, D, H_l, W_l).
-        """
-        dec = self.mask_decoder
-        n = sparse.shape[0]
-        tokens = torch.cat([self.label_token.weight, dec.mask_tokens.weight], dim=0)
-        tokens = torch.cat([tokens[None].expand(n, -1, -1), sparse], dim=1)
-        src = image_embedding.expand(n, -1, -1, -1) + dense
-        pos = image_pe.expand(n, -1, -1, -1)
-        b, c, h, w = src.shape
-        hs, src = dec.transformer(src, pos, tokens)
-        mask_token = hs[:, 1, :]
-        up = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-        hyper = dec.output_hypernetworks_mlps[0](mask_token)[:, None]  # (N, 1, c')
-        b, c2, h2, w2 = up.shape
-        masks = (hyper @ up.reshape(b, c2, h2 * w2)).reshape(b, 1, h2, w2)
-
-        # The RoI is the tight box of the predicted mask (quirk Q4), in the model frame.
-        scale = image_embedding.shape[-1] * 16 / w2  # mask grid -> model frame (4 upstream)
-        boxes = mask_to_box(torch.sigmoid(masks[:, 0]) > 0.5) * scale
-        roi = multilevel_roi_align(fpn_feats, boxes, self.roi_size, fpn_strides, self.finest_scale)
-        roi = self.roi_conv(roi)
-        emb = roi.mean(-1).mean(-1)
-        return HeadOutput(mask_logits=masks, roi_embedding=emb, roi_boxes=boxes)
+        """Segment and pool N prompts of one image (see :meth:`predict_masks`, :meth:`recognize`)."""
+        masks = self.predict_masks(image_embedding, image_pe, sparse, dense)
+        return self.recognize(masks, image_embedding.shape[-1] * 16, fpn_feats, fpn_strides)

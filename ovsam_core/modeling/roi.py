@@ -54,21 +54,21 @@ def multilevel_roi_align(
 ) -> torch.Tensor:
     """RoIAlign (aligned, adaptive sampling) of each box on its assigned pyramid level.
 
+    Every box is pooled on every level and its own level is selected with ``torch.where``:
+    the same values as pooling per level, without data-dependent control flow (so it also
+    exports to ONNX); RoIAlign is tiny next to the decoder.
+
     Args:
         feats: pyramid levels, each (1, C, H_l, W_l), all of one image.
         boxes: (N, 4) in the model frame.
     Returns:
         (N, C, output_size, output_size).
     """
-    n = boxes.shape[0]
-    out = feats[0].new_zeros((n, feats[0].shape[1], output_size, output_size))
-    if n == 0:
-        return out
-    rois = torch.cat([boxes.new_zeros((n, 1)), boxes], dim=1)
-    levels = assign_levels(boxes, len(feats), finest_scale)
+    rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], dim=1)
+    levels = assign_levels(boxes, len(feats), finest_scale)[:, None, None, None]
+    out = None
     for lvl, (feat, stride) in enumerate(zip(feats, strides)):
-        idx = torch.nonzero(levels == lvl, as_tuple=True)[0]
-        if idx.numel():
-            out[idx] = roi_align(feat, rois[idx], (output_size, output_size),
-                                 spatial_scale=1.0 / stride, sampling_ratio=0, aligned=True)
+        pooled = roi_align(feat, rois, (output_size, output_size), spatial_scale=1.0 / stride,
+                           sampling_ratio=0, aligned=True)
+        out = pooled if out is None else torch.where(levels == lvl, pooled, out)
     return out

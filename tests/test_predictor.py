@@ -1,0 +1,239 @@
+"""Predictor: encode once / decode many, frames, batching, vocabularies, caches."""
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ovsam_core.embedding import EmbeddingLRU, EmbeddingMismatchError, EmbeddingStore, ImageEmbedding
+from ovsam_core.images import ImageError
+from ovsam_core.predictor import Predictor
+from ovsam_core.prompts import Prompt, PromptError
+from ovsam_core.vocabulary import (VocabularyError, base_mask_for, load_vocabulary, vocabulary_from_file)
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    import os
+    os.environ.setdefault("OVSAM_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    return Predictor("ovsam-test", progress=False)
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.RandomState(0)
+    img = (rng.rand(90, 160, 3) * 255).astype(np.uint8)
+    img[20:60, 30:80] = (250, 10, 10)
+    return img
+
+
+def test_second_predict_does_no_encoder_work(predictor, image):
+    before = predictor.encoder_calls
+    a = predictor.predict(image, Prompt.from_box(30, 20, 80, 60), ["cat", "dog"])
+    b = predictor.predict(image.copy(), Prompt.from_box(30, 20, 80, 60), ["cat", "dog"])
+    assert predictor.encoder_calls == before + 1
+    assert np.array_equal(a.objects[0].mask, b.objects[0].mask)
+
+
+def test_outputs_in_original_pixels(predictor, image):
+    pred = predictor.predict(image, [Prompt.from_box(30, 20, 80, 60), Prompt.from_points([(50, 40)])],
+                             "coco", top_k=3)
+    assert pred.image_size == (90, 160)
+    for o in pred:
+        assert o.mask.shape == (90, 160) and o.mask.dtype == bool
+        assert o.area == int(o.mask.sum())
+        if o.area:
+            x0, y0, x1, y1 = o.bbox_xyxy
+            ys, xs = np.nonzero(o.mask)
+            assert (x0, y0, x1, y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        assert len(o.top_k) == 3 and o.top_k[0] == (o.label, o.score)
+        assert [s for _, s in o.top_k] == sorted((s for _, s in o.top_k), reverse=True)
+
+
+def test_prompts_map_to_the_model_frame(predictor, image):
+    """A box in original pixels equals the same box scaled by hand into the model frame."""
+    emb = predictor.embed(image)
+    s = predictor.image_size / 160
+    out = predictor.loaded.model.decode(emb.features, boxes=torch.tensor([[30 * s, 20 * s, 80 * s, 60 * s]]))
+    pred = predictor.predict(emb, Prompt.from_box(30, 20, 80, 60), ["a", "b"])
+    from ovsam_core.preprocess import upsample_masks
+    ref = torch.sigmoid(upsample_masks(out.mask_logits, emb.frame)) > 0.5
+    assert np.array_equal(ref[0].numpy(), pred.objects[0].mask)
+
+
+def test_batching_keeps_order_and_equals_single_calls(predictor, image):
+    emb = predictor.embed(image)
+    prompts = [Prompt.from_box(30, 20, 80, 60), Prompt.from_points([(50, 40)]),
+               Prompt.from_points([(10, 10), (100, 70, 0)]), Prompt.from_box(0, 0, 160, 90),
+               Prompt(points=((40.0, 30.0),), labels=(1,), box=(20.0, 10.0, 90.0, 70.0))] * 4
+    many = predictor.predict(emb, prompts, ["cat", "dog", "car"])
+    assert len(many) == len(prompts)
+    for p, o in zip(prompts, many):
+        single = predictor.predict(emb, p, ["cat", "dog", "car"]).objects[0]
+        assert o.prompt == p.validated(90, 160)
+        assert (o.mask != single.mask).mean() < 1e-3 and o.label == single.label
+
+
+def test_embedding_from_another_model_is_refused(predictor, image):
+    other = Predictor("ovsam-test", dtype="bf16", progress=False)
+    emb = other.embed(image)
+    with pytest.raises(EmbeddingMismatchError, match="embed the image again"):
+        predictor.predict(emb, Prompt.from_box(1, 1, 50, 50), ["a"])
+
+
+def test_fused_mode_runs_and_differs_from_head(predictor, image):
+    head = predictor.predict(image, Prompt.from_box(30, 20, 80, 60), "coco", mode="head")
+    fused = predictor.predict(image, Prompt.from_box(30, 20, 80, 60), "coco", mode="fused")
+    assert head.objects[0].score != fused.objects[0].score
+    with pytest.raises(ValueError, match="head or fused"):
+        predictor.predict(image, Prompt.from_box(30, 20, 80, 60), "coco", mode="both")
+
+
+@pytest.mark.parametrize("prompt,msg", [
+    (Prompt(), "empty prompt"),
+    (Prompt.from_box(50, 20, 10, 60), "x0 < x1"),
+    (Prompt.from_box(500, 500, 600, 600), "outside the 160x90 image"),
+    (Prompt.from_points([(200, 10)]), "outside"),
+    (Prompt.from_points([(20, 10, 0)]), "only negative points"),
+    (Prompt.from_points([(float("nan"), 10)]), "finite"),
+    (Prompt(points=((1.0, 1.0),), labels=(2,)), "1 \\(positive\\) or 0"),
+])
+def test_bad_prompts(predictor, image, prompt, msg):
+    with pytest.raises(PromptError, match=msg):
+        predictor.predict(image, prompt, ["a"])
+
+
+def test_box_partly_outside_is_clipped(predictor, image):
+    o = predictor.predict(image, Prompt.from_box(-20, -5, 100, 200), ["a"]).objects[0]
+    assert o.prompt.box == (0.0, 0.0, 100.0, 90.0)
+
+
+def test_vocabulary_sources_and_hierarchy(tmp_path):
+    (tmp_path / "v.txt").write_text("# animals\ncat\ndog, puppy\n\nbird  # flying\n")
+    v = vocabulary_from_file(tmp_path / "v.txt")
+    assert v.names == ("cat", "dog, puppy", "bird")
+    (tmp_path / "v.yaml").write_text("classes:\n  - name: animal\n    children:\n      - cat\n"
+                                     "      - name: dog\n        synonyms: [puppy]\n  - car\n")
+    y = vocabulary_from_file(tmp_path / "v.yaml")
+    assert y.names == ("animal", "cat", "dog,puppy", "car") and y.parents == (None, 0, 0, None)
+    assert y.ancestors(2) == [0]
+    (tmp_path / "v.json").write_text(json.dumps([{"name": "vehicle"}, {"name": "bus", "parent": "vehicle"}]))
+    assert vocabulary_from_file(tmp_path / "v.json").parents == (None, 0)
+    assert len(load_vocabulary("lvis")) == 1203 and len(load_vocabulary(["a", "b"])) == 2
+    for bad, msg in [("[1, 2]", "string or an object"), ("{", "not valid JSON")]:
+        (tmp_path / "b.json").write_text(bad)
+        with pytest.raises(VocabularyError, match=msg):
+            vocabulary_from_file(tmp_path / "b.json")
+    with pytest.raises(VocabularyError, match="appears twice"):
+        load_vocabulary(["cat", "Cat"])
+    with pytest.raises(VocabularyError, match="neither a preset"):
+        load_vocabulary("no-such-vocab.txt")
+    with pytest.raises(VocabularyError, match="empty"):
+        load_vocabulary([])
+
+
+def test_base_mask_for_custom_vocabulary():
+    v = load_vocabulary(["person", "dog,puppy", "my gadget"])
+    assert base_mask_for(v, "coco").tolist() == [True, False, False]   # dog is COCO-novel
+    assert base_mask_for(load_vocabulary("coco"), "lvis").sum() == 48
+
+
+def test_hierarchy_label_path(predictor, image, tmp_path):
+    (tmp_path / "h.yaml").write_text("- name: thing\n  children: [a, b, c]\n")
+    o = predictor.predict(image, Prompt.from_box(30, 20, 80, 60), str(tmp_path / "h.yaml")).objects[0]
+    assert o.label == "thing" or o.label_path == ("thing",)
+
+
+def test_classifier_disk_cache(tmp_path, monkeypatch, image):
+    monkeypatch.setenv("OVSAM_CACHE_DIR", str(tmp_path))
+    p1 = Predictor("ovsam-test", progress=False)
+    c1 = p1.classifier(["alpha", "beta,gamma"])
+    assert len(list((tmp_path / "classifiers").glob("*.safetensors"))) == 1
+    p2 = Predictor("ovsam-test", progress=False)
+    import ovsam_core.vocabulary as vocab_mod
+    monkeypatch.setattr(vocab_mod, "build_classifier", lambda *a, **k: pytest.fail("recomputed"))
+    c2 = p2.classifier(["alpha", "beta,gamma"])
+    assert torch.equal(c1.weights, c2.weights) and c1.signature == c2.signature
+    assert p2.classifier(["alpha", "beta,gamma"]) is c2          # in-memory too
+
+
+def test_lru_bounded_by_bytes_and_thread_safe(predictor, image):
+    emb = predictor.embed(image)
+    lru = EmbeddingLRU(max_bytes=int(emb.nbytes * 2.5))
+    for i in range(5):
+        lru.put(str(i), emb)
+    assert len(lru) == 2 and lru.get("4") is emb and lru.get("0") is None
+    assert lru.nbytes <= lru.max_bytes
+
+    def worker(k):
+        for i in range(200):
+            lru.put(f"{k}-{i % 7}", emb)
+            lru.get(f"{k}-{(i + 3) % 7}")
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    assert len(lru) == 2 and lru.nbytes == 2 * emb.nbytes
+
+
+def test_disk_store_roundtrip_and_refusal(predictor, image, tmp_path):
+    emb = predictor.embed(image)
+    store = EmbeddingStore(tmp_path)
+    path = store.put(emb)
+    back = store.get(emb.signature)
+    assert back.signature == emb.signature and torch.equal(back.features.embedding, emb.features.embedding)
+    pred_a = predictor.predict(emb, Prompt.from_box(30, 20, 80, 60), ["a", "b"])
+    pred_b = predictor.predict(back, Prompt.from_box(30, 20, 80, 60), ["a", "b"])
+    assert np.array_equal(pred_a.objects[0].mask, pred_b.objects[0].mask)
+    other = ("ovsam-lvis", "x", "y", "fp32")
+    with pytest.raises(EmbeddingMismatchError, match="not by the model in use"):
+        ImageEmbedding.load(path, expect=other)
+    import shutil
+    shutil.copy(path, store.path_for(emb.signature.__class__(**{**emb.signature.__dict__, "image_digest": "x"})))
+    with pytest.raises(EmbeddingMismatchError, match="another signature"):
+        store.get(emb.signature.__class__(**{**emb.signature.__dict__, "image_digest": "x"}))
+
+
+def test_store_reused_across_predictors(image, tmp_path):
+    a = Predictor("ovsam-test", store_dir=tmp_path, progress=False)
+    a.embed(image)
+    b = Predictor("ovsam-test", store_dir=tmp_path, progress=False)
+    b.embed(image)
+    assert a.encoder_calls == 1 and b.encoder_calls == 0
+
+
+_finite = st.floats(-50, 250, allow_nan=False)
+_any = st.one_of(_finite, st.just(float("nan")), st.just(float("inf")), st.floats(-1e9, 1e9))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(
+    st.tuples(_any, _any, _any, _any).map(lambda b: Prompt(box=b)),
+    st.lists(st.tuples(_any, _any, st.sampled_from([0, 1])), min_size=1, max_size=4).map(Prompt.from_points),
+), min_size=1, max_size=5))
+def test_property_prompt_values(predictor, image, prompts):
+    try:
+        pred = predictor.predict(image, prompts, ["a", "b", "c"], top_k=2)
+    except PromptError:
+        return
+    assert len(pred) == len(prompts)
+    for o in pred:
+        assert o.mask.shape == (90, 160) and 0.0 <= o.score <= 1.0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(h=st.integers(1, 300), w=st.integers(1, 300),
+       dtype=st.sampled_from(["uint8", "uint16", "float32", "bool", "int32"]),
+       channels=st.sampled_from([None, 1, 3, 4]))
+def test_property_image_shapes_and_dtypes(predictor, h, w, dtype, channels):
+    rng = np.random.default_rng(h * 1000 + w)
+    shape = (h, w) if channels is None else (h, w, channels)
+    arr = (rng.random(shape) * 300).astype(dtype)
+    try:
+        pred = predictor.predict(arr, Prompt.from_box(0, 0, w, h), ["a", "b"])
+    except (ImageError, PromptError):
+        return
+    assert pred.objects[0].mask.shape == (h, w)
