@@ -2,11 +2,16 @@
 
 Public API (everything an adapter may import)::
 
-    from ovsam_core import load_model, list_models, build_classifier
-    loaded = load_model("ovsam-lvis")               # resolves, verifies and loads the weights
-    feats = loaded.model.extract_features(x)         # x: (1, 3, 1024, 1024) normalised, padded
-    out = loaded.model.decode(feats, boxes=boxes)    # boxes: (N, 4) in the 1024 model frame
-    logits = loaded.model.head_logits(out, loaded.classifier)   # (N, C + 1), background last
+    from ovsam_core import Predictor, Prompt
+    predictor = Predictor("ovsam-lvis")             # resolves, verifies and loads the weights
+    emb = predictor.embed("photo.jpg")              # encode once (cached by content) ...
+    pred = predictor.predict(emb, [Prompt.from_box(10, 20, 200, 180),
+                                   Prompt.from_points([(50, 60), (80, 90, 0)])],
+                             vocabulary="coco")     # ... decode many; original-image pixels
+    for obj in pred: print(obj.label, obj.score, obj.mask.shape, obj.top_k)
+
+Lower level: :class:`OVSAM` (``extract_features`` / ``decode`` / ``head_logits`` /
+``fused_logits`` in the 1024 model frame), :func:`load_model`, :func:`build_classifier`.
 
 This package never imports a host application (napari, Qt, FiftyOne, Flask, Label Studio).
 """
@@ -24,6 +29,15 @@ from .weights.loader import LoadedModel, build_model, load_model, load_text_enco
 from .weights.hub import (HashMismatchError, WeightsError, WeightsNotFoundError, cache_dir,
                           download_model)
 from .weights.convert import convert_model
+from .images import ImageError, LoadedImage, image_digest, load_image
+from .prompts import Prompt, PromptError
+from .embedding import (EmbeddingLRU, EmbeddingMismatchError, EmbeddingSignature, EmbeddingStore,
+                        ImageEmbedding)
+from .text.vocab_data import Vocabulary, get_vocabulary
+from .vocabulary import (TextClassifier, VocabularyError, load_vocabulary, load_vocabulary_bundle,
+                         save_vocabulary_bundle)
+from .predictor import ObjectPrediction, Prediction, Predictor, resolve_device
+from .results import mask_to_rle, prediction_to_json, render_overlay, rle_to_mask
 
 __all__ = [
     "__version__", "ARCHS", "ArchConfig", "OVSAM_RN50X16", "OVSAM_TEST",
@@ -34,4 +48,10 @@ __all__ = [
     "unregister_model", "LoadedModel", "build_model", "load_model", "load_text_encoder",
     "HashMismatchError", "WeightsError", "WeightsNotFoundError", "cache_dir", "download_model",
     "convert_model",
+    "ImageError", "LoadedImage", "image_digest", "load_image", "Prompt", "PromptError",
+    "EmbeddingLRU", "EmbeddingMismatchError", "EmbeddingSignature", "EmbeddingStore", "ImageEmbedding",
+    "Vocabulary", "get_vocabulary", "TextClassifier", "VocabularyError", "load_vocabulary",
+    "load_vocabulary_bundle", "save_vocabulary_bundle",
+    "ObjectPrediction", "Prediction", "Predictor", "resolve_device",
+    "mask_to_rle", "prediction_to_json", "render_overlay", "rle_to_mask",
 ]
