@@ -269,7 +269,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=_cmd_export_onnx)
+    _add_plugin_commands(sub)
     return p
+
+
+#: Entry-point group through which adapters add sub-commands (e.g. ``ovsam fiftyone install``).
+#: Each entry point is a function ``register(subparsers) -> None``; it must not import its host
+#: application at import time (only inside the command it adds).
+PLUGIN_GROUP = "ovsam.cli"
+
+
+def _add_plugin_commands(sub) -> None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            ep.load()(sub)
+        except Exception as e:  # noqa: BLE001 - a broken adapter must not break the core CLI
+            logging.getLogger(__name__).debug("plugin command %r unavailable: %s", ep.name, e)
 
 
 def _user_errors() -> tuple:
