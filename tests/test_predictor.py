@@ -237,3 +237,27 @@ def test_property_image_shapes_and_dtypes(predictor, h, w, dtype, channels):
     except (ImageError, PromptError):
         return
     assert pred.objects[0].mask.shape == (h, w)
+
+
+def test_twenty_thousand_classes_classify(predictor, image):
+    """A 20,000-class classifier through the predictor (random prototypes: the decode path)."""
+    import torch.nn.functional as F
+
+    from ovsam_core import TextClassifier, Vocabulary
+    n = 20_000
+    vocab = Vocabulary("big", tuple(f"class {i}" for i in range(n)), tuple(map(str, range(n))))
+    w = F.normalize(torch.randn(n, 2, predictor.loaded.model.cfg.clip_embed_dim), dim=-1)
+    predictor._classifiers[(vocab.key, *vocab.names)] = TextClassifier(vocab, w, "random")
+    pred = predictor.predict(image, [Prompt.from_box(30, 20, 80, 60)] * 3, vocab, top_k=5)
+    assert all(o.label.startswith("class ") and len(o.top_k) == 5 for o in pred)
+    assert 0 <= pred.objects[0].label_index < n
+
+
+@pytest.mark.slow
+def test_imagenet21k_end_to_end(tmp_path, monkeypatch, image):
+    """The paper's headline: the 19,167-class ImageNet-21k preset, text embeddings included."""
+    monkeypatch.setenv("OVSAM_CACHE_DIR", str(tmp_path))
+    p = Predictor("ovsam-test", progress=False)
+    pred = p.predict(image, Prompt.from_box(30, 20, 80, 60), "imagenet21k", top_k=3)
+    assert pred.vocabulary == "imagenet21k" and len(p.classifier("imagenet21k")) == 19167
+    assert len(list((tmp_path / "classifiers").glob("*.safetensors"))) == 1
