@@ -179,3 +179,15 @@ def test_cli_models_and_user_errors(tmp_path):
     assert "Traceback" not in r.stderr
     r = run("download", "ovsam-lvis")
     assert r.returncode == 2 and "sam_vit_h_4b8939.pth" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_weights_id_follows_file_content(spec, tmp_path):
+    """Caches (embeddings, text classifiers) are keyed by weights_id: it must change with the files."""
+    import os
+    write_upstream_files(tmp_path)
+    a = load_model(spec.name, tmp_path, download=False, progress=False).weights_id
+    assert a == load_model(spec.name, tmp_path, download=False, progress=False).weights_id
+    f = tmp_path / NECK_SPACE.filename
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert load_model(spec.name, tmp_path, download=False, progress=False).weights_id != a

@@ -58,6 +58,17 @@ def _seeded(cfg: ArchConfig, seed: int = 0):
     return model, text
 
 
+def _files_id(paths) -> str:
+    """A short content key of weight files (name, size, mtime): changes when any file does."""
+    import hashlib
+
+    items = []
+    for p in sorted(Path(p) for p in paths):
+        st = p.stat()
+        items.append([p.name, st.st_size, st.st_mtime_ns])
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
+
+
 def _fused_path(spec: ModelSpec, weights: Optional[PathLike], weights_dir: Optional[PathLike]) -> Optional[Path]:
     if weights is not None:
         return Path(weights)
@@ -101,7 +112,7 @@ def load_weights(
     """Resolve and read every file of ``spec`` into mapped tensors (no model involved)."""
     fused = _fused_path(spec, weights, weights_dir)
     if fused is not None:
-        return _read_fused(fused, spec), f"fused:{fused.name}"
+        return _read_fused(fused, spec), _files_id([fused])
     from .hub import candidate_for, resolve_model_files  # network code only when files are needed
 
     paths = resolve_model_files(spec, weights_dir, download=download, progress=progress,
@@ -109,8 +120,7 @@ def load_weights(
     mapped = MappedWeights()
     for wf in spec.files:
         map_file(candidate_for(wf, paths[wf.role]), paths[wf.role], mapped)
-    ident = json.dumps({r: Path(p).name for r, p in sorted(paths.items())})
-    return mapped, ident
+    return mapped, _files_id(paths.values())
 
 
 def load_model(
