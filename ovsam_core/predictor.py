@@ -240,6 +240,8 @@ class Predictor:
         *,
         top_k: int = 5,
         mode: Optional[str] = None,
+        clip_boxes: Optional[Sequence[Sequence[float]]] = None,
+        quirk_q1: bool = False,
     ) -> Prediction:
         """Masks and names for ``prompts`` on an image or an :class:`ImageEmbedding`.
 
@@ -251,6 +253,12 @@ class Predictor:
             top_k: alternatives per object.
             mode: ``head`` (CLIP2SAM head, the demo) or ``fused`` (head + frozen CLIP, the
                 paper's evaluation); default the model's mode.
+            clip_boxes: ``fused`` only: one box per prompt (original-image pixels) for the
+                frozen-CLIP RoI, e.g. ground-truth boxes. Default: the prompt's box, else the
+                predicted mask's box.
+            quirk_q1: ``fused`` only: reproduce upstream's evaluation exactly (quirk Q1): the
+                ``clip_boxes`` (or prompt boxes) are applied **unscaled**, in original-image
+                pixels, to the 1024-frame feature map. Only for reproducing paper numbers.
         Returns:
             :class:`Prediction`, one object per prompt in prompt order.
         """
@@ -269,6 +277,11 @@ class Predictor:
             prompts = [prompts]
         h, w = emb.frame.orig_hw
         prompts = [p.validated(h, w) for p in prompts]
+        if clip_boxes is not None and len(clip_boxes) != len(prompts):
+            raise ValueError(f"clip_boxes needs one box per prompt ({len(prompts)}), got {len(clip_boxes)}")
+        if quirk_q1 and clip_boxes is None and any(p.box is None for p in prompts):
+            raise ValueError("quirk_q1 needs a box per prompt: pass clip_boxes (e.g. ground-truth boxes)")
+        cboxes = [tuple(map(float, b)) for b in clip_boxes] if clip_boxes is not None else [p.box for p in prompts]
         clf = self.classifier(vocabulary)
         results: List[Optional[ObjectPrediction]] = [None] * len(prompts)
         groups: Dict[Tuple[int, bool], List[int]] = {}
@@ -278,12 +291,14 @@ class Predictor:
         for idx in groups.values():
             for s in range(0, len(idx), DECODE_CHUNK):
                 chunk = idx[s:s + DECODE_CHUNK]
-                for i, obj in zip(chunk, self._decode(emb_dev, [prompts[i] for i in chunk], clf, top_k, mode)):
+                objs = self._decode(emb_dev, [prompts[i] for i in chunk], clf, top_k, mode,
+                                    [cboxes[i] for i in chunk], quirk_q1)
+                for i, obj in zip(chunk, objs):
                     results[i] = obj
         return Prediction(tuple(results), (h, w), self.name, mode, clf.vocabulary.key)
 
-    def _decode(self, emb: ImageEmbedding, prompts: List[Prompt], clf: TextClassifier,
-                top_k: int, mode: str) -> List[ObjectPrediction]:
+    def _decode(self, emb: ImageEmbedding, prompts: List[Prompt], clf: TextClassifier, top_k: int,
+                mode: str, clip_boxes: List[Optional[Tuple[float, ...]]], quirk_q1: bool) -> List[ObjectPrediction]:
         net, frame, dev = self.loaded.model, emb.frame, self.device
         points = labels = boxes = None
         if prompts[0].points:
@@ -299,8 +314,12 @@ class Predictor:
                 vocab = clf.vocabulary
                 base = base_mask_for(vocab, self.loaded.spec.vocabulary).to(dev)
                 known = known_mask_for(vocab)
-                clip_boxes = boxes if boxes is not None else out.roi_boxes
-                logits = net.fused_logits(emb.features, out, clf.weights, clip_boxes, base,
+                cb = out.roi_boxes.clone()
+                for j, b in enumerate(clip_boxes):
+                    if b is not None:
+                        t = torch.tensor([b], dtype=torch.float32)
+                        cb[j] = (t if quirk_q1 else frame.to_model(t))[0].to(dev)
+                logits = net.fused_logits(emb.features, out, clf.weights, cb, base,
                                           known.to(dev) if known is not None else None)
             probs = torch.softmax(logits.float(), dim=-1)[:, :-1].cpu()
         k = min(top_k, probs.shape[1])

@@ -261,3 +261,28 @@ def test_imagenet21k_end_to_end(tmp_path, monkeypatch, image):
     pred = p.predict(image, Prompt.from_box(30, 20, 80, 60), "imagenet21k", top_k=3)
     assert pred.vocabulary == "imagenet21k" and len(p.classifier("imagenet21k")) == 19167
     assert len(list((tmp_path / "classifiers").glob("*.safetensors"))) == 1
+
+
+def test_fused_clip_boxes_and_quirk_q1(predictor, image):
+    """Default: the prompt box in the model frame; quirk_q1: GT boxes unscaled (upstream eval)."""
+    emb = predictor.embed(image)
+    net, clf = predictor.loaded.model, predictor.classifier("coco")
+    gt = (30.0, 20.0, 80.0, 60.0)
+    s = predictor.image_size / 160
+    out = net.decode(emb.features, points=torch.tensor([[[50 * s, 40 * s]]]))
+    from ovsam_core.vocabulary import base_mask_for, known_mask_for
+    base, known = base_mask_for(clf.vocabulary, "coco"), known_mask_for(clf.vocabulary)
+    assert known is not None and known.sum() == 65        # COCO's 15 "other" classes score -1000
+
+    def probs(boxes):
+        f = net.fused_logits(emb.features, out, clf.weights, torch.tensor([boxes]), base, known)
+        return torch.softmax(f, -1)[0, :-1]
+
+    q1 = predictor.predict(emb, Prompt.from_points([(50, 40)]), "coco", mode="fused", clip_boxes=[gt],
+                           quirk_q1=True, top_k=1).objects[0]
+    scaled = predictor.predict(emb, Prompt.from_points([(50, 40)]), "coco", mode="fused", clip_boxes=[gt],
+                               top_k=1).objects[0]
+    assert abs(q1.score - probs(gt).max().item()) < 1e-5
+    assert abs(scaled.score - probs([v * s for v in gt]).max().item()) < 1e-5
+    with pytest.raises(ValueError, match="needs a box per prompt"):
+        predictor.predict(emb, Prompt.from_points([(50, 40)]), "coco", mode="fused", quirk_q1=True)
