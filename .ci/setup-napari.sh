@@ -18,6 +18,8 @@ APT_PACKAGES=(
     libxcb-xinerama0 libxcb-xkb1 libxcb-shape0 libxcb-cursor0 libxcb-randr0 libxcb-xfixes0
     libxcb-sync1 libxcb-shm0 libxcb-glx0
 )
+# a fresh machine without the project's venv also needs the venv module
+[[ -x .venv/bin/python ]] || APT_PACKAGES+=(python3-venv)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,269 @@
+"""A FiftyOne model for ``apply_model``: prompts from a label field in, named masks out.
+
+    model = OVSAMModel(model="ovsam-lvis", vocabulary="lvis")
+    dataset.apply_model(model, label_field="ovsam", prompt_field="ground_truth")
+
+``prompt_field`` (its type decides: ``Detections`` -> boxes, ``Keypoints`` -> points),
+``box_prompt_field`` and ``point_prompt_field`` are accepted, like FiftyOne's SAM models. Each
+image is encoded once and all its prompts are decoded together. Each prompt gives one
+``Detection``:
+
+* ``bounding_box``: the tight box of the predicted mask (relative ``[x, y, w, h]``), and
+  ``mask``: the mask cropped to that box (FiftyOne's convention); a prompt whose mask is empty
+  keeps the prompt's box (or a one-pixel box at its first positive point) and an empty mask;
+* ``label``: the top-1 class **of the ovsam vocabulary** (the class's first name as written in
+  the vocabulary, e.g. ``traffic light`` for COCO, ``aerosol_can`` for LVIS), ``confidence``
+  its probability;
+* attributes ``top_k_labels``/``top_k_scores``, ``prompt_label`` and ``prompt_id`` (the prompt
+  label's own label and id, for comparison), ``prompt_type`` (``box``/``points``),
+  ``mask_area`` (pixels) and ``stability`` (SAM's stability score of the mask).
+
+A sample whose prompt field is empty gets no label (``None``).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, fields
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+import fiftyone.core.labels as fol
+import fiftyone.core.models as fom
+
+from ovsam_core import LoadedImage, ObjectPrediction, Predictor, load_image
+
+from .prompts import PromptSource, label_to_prompts
+from .vocab import parse_vocabulary
+
+#: ``apply_model`` keyword arguments naming prompt fields.
+PROMPT_KEYS = ("prompt_field", "box_prompt_field", "point_prompt_field")
+
+_PREDICTORS: Dict[Tuple, Predictor] = {}
+_LOCK = threading.Lock()
+
+
+def get_predictor(model: str = "ovsam-lvis", *, device: str = "auto", dtype: str = "fp32",
+                  weights_dir=None, weights=None, download: bool = True) -> Predictor:
+    """A :class:`ovsam_core.Predictor`, shared per process (operators reuse loaded models)."""
+    key = (model, device, dtype, str(weights_dir or ""), str(weights or ""))
+    with _LOCK:
+        pred = _PREDICTORS.get(key)
+        if pred is None:
+            pred = Predictor(model, device=device, dtype=dtype, weights_dir=weights_dir, weights=weights,
+                             download=download, progress=False)
+            _PREDICTORS[key] = pred
+    return pred
+
+
+@dataclass
+class OVSAMModelConfig:
+    """Settings of :class:`OVSAMModel`.
+
+    Args:
+        model: a registered ovsam model (``ovsam models``).
+        vocabulary: preset, file, ``vocab build`` folder, list of names or comma text (see
+            :mod:`ovsam_plugins.fiftyone.vocab`); default the model's vocabulary.
+        mode: ``head`` or ``fused`` recognition; default the model's.
+        top_k: alternatives stored per object.
+        device / dtype / weights_dir / weights / download: passed to the predictor.
+        point_labels_attr: per-point attribute of a ``Keypoint`` with 1 (positive) / 0 (negative).
+    """
+
+    model: str = "ovsam-lvis"
+    vocabulary: Any = None
+    mode: Optional[str] = None
+    top_k: int = 5
+    device: str = "auto"
+    dtype: str = "fp32"
+    weights_dir: Optional[str] = None
+    weights: Optional[str] = None
+    download: bool = True
+    point_labels_attr: str = "point_labels"
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "OVSAMModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise TypeError(f"unknown OVSAMModel option(s) {', '.join(unknown)}; "
+                            f"accepted: {', '.join(sorted(known))}")
+        return cls(**d)
+
+
+class OVSAMModel(fom.Model, fom.SamplesMixin):
+    """Open-vocabulary segmentation of the boxes/keypoints of a sample (see the module doc).
+
+    Args:
+        config: an :class:`OVSAMModelConfig` or a dict; or give its fields as keyword arguments.
+        predictor: an existing :class:`ovsam_core.Predictor` to use (else one is loaded and
+            shared per process by :func:`get_predictor`).
+    """
+
+    def __init__(self, config=None, *, predictor: Optional[Predictor] = None, **kwargs):
+        fom.SamplesMixin.__init__(self)
+        if config is None:
+            config = OVSAMModelConfig.from_dict(kwargs)
+        elif isinstance(config, dict):
+            config = OVSAMModelConfig.from_dict({**config, **kwargs})
+        elif kwargs:
+            raise TypeError("give either a config or keyword options, not both")
+        if config.mode not in (None, "head", "fused"):
+            raise ValueError(f"unknown mode {config.mode!r}; choose head or fused")
+        if int(config.top_k) < 1:
+            raise ValueError(f"top_k must be >= 1, got {config.top_k}")
+        self.config = config
+        self.vocabulary = parse_vocabulary(config.vocabulary)
+        self._predictor = predictor
+        self._names: Optional[Tuple[List[str], Dict[str, str]]] = None
+
+    # ------------------------------------------------------------------ FiftyOne model protocol
+    @property
+    def media_type(self) -> str:
+        return "image"
+
+    @property
+    def ragged_batches(self) -> bool:
+        return False
+
+    @property
+    def transforms(self):
+        return None
+
+    @property
+    def preprocess(self) -> bool:
+        return False
+
+    @preprocess.setter
+    def preprocess(self, value) -> None:
+        pass
+
+    @property
+    def has_logits(self) -> bool:
+        return False
+
+    @property
+    def has_embeddings(self) -> bool:
+        return False
+
+    def __enter__(self):
+        self.check_prompt_keys()
+        self.predictor  # load (and fail) before any sample is processed
+        return self
+
+    def __exit__(self, *args):
+        pass
+
+    # ------------------------------------------------------------------ ovsam
+    @property
+    def predictor(self) -> Predictor:
+        if self._predictor is None:
+            c = self.config
+            self._predictor = get_predictor(c.model, device=c.device, dtype=c.dtype, weights_dir=c.weights_dir,
+                                            weights=c.weights, download=c.download)
+        return self._predictor
+
+    def check_prompt_keys(self) -> List[str]:
+        """The prompt field names of ``needs_fields``; a clear error if there are none or a typo."""
+        nf = dict(self.needs_fields or {})
+        unknown = sorted(set(nf) - set(PROMPT_KEYS))
+        if unknown:
+            raise ValueError(f"OVSAMModel does not understand {', '.join(unknown)}; name the prompts with "
+                             f"{', '.join(PROMPT_KEYS)}")
+        names = [nf[k] for k in PROMPT_KEYS if nf.get(k)]
+        if not names:
+            raise ValueError("OVSAMModel needs prompts: apply_model(model, label_field=..., "
+                             "prompt_field=<a Detections or Keypoints field>)")
+        return list(dict.fromkeys(names))
+
+    def class_names(self) -> Tuple[List[str], Dict[str, str]]:
+        """(class name per vocabulary index, display name -> class name) of the vocabulary."""
+        if self._names is None:
+            vocab = self.predictor.classifier(self.vocabulary).vocabulary
+            names = [n.split(",")[0].strip() for n in vocab.names]
+            display = {}
+            for d, n in zip(vocab.display_names(), names):
+                display.setdefault(d, n)
+            self._names = (names, display)
+        return self._names
+
+    def predict(self, arg, sample=None):
+        if sample is None:
+            raise ValueError("OVSAMModel reads its prompts from the sample: use it through apply_model(..., "
+                             "prompt_field=...) or call predict(image, sample=sample)")
+        dets, _ = self.predict_sample(arg, sample)
+        return dets
+
+    def predict_all(self, args, samples=None):
+        if samples is None:
+            samples = [None] * len(args)
+        return [self.predict(a, sample=s) for a, s in zip(args, samples)]
+
+    def predict_sample(self, image, sample, prompt_fields: Optional[Sequence[str]] = None):
+        """Detections for one sample and a summary ``{"prompts", "objects", "problems"}``.
+
+        Args:
+            image: HWC uint8 array (as ``apply_model`` passes), path, or :class:`LoadedImage`.
+            sample: the sample holding the prompt field(s).
+            prompt_fields: default the fields of ``needs_fields``.
+        Returns:
+            ``(Detections or None, stats)``; None when the sample has no usable prompt.
+        """
+        fields_ = list(prompt_fields) if prompt_fields else self.check_prompt_keys()
+        if not isinstance(image, (np.ndarray, LoadedImage)):
+            image = load_image(image)
+        h, w = (image.height, image.width) if isinstance(image, LoadedImage) else image.shape[:2]
+        prompts, sources, problems = [], [], []
+        for f in fields_:
+            value = sample[f] if sample.has_field(f) else None
+            p, s, pr = label_to_prompts(value, f, w, h, self.config.point_labels_attr)
+            prompts += p
+            sources += s
+            problems += pr
+        stats = {"prompts": len(prompts), "objects": 0, "problems": problems}
+        if not prompts:
+            return None, stats
+        pred = self.predictor.predict(image, prompts, self.vocabulary, top_k=int(self.config.top_k),
+                                      mode=self.config.mode)
+        names, display = self.class_names()
+        dets = [self._detection(o, src, w, h, names, display) for o, src in zip(pred.objects, sources)]
+        stats["objects"] = len(dets)
+        return fol.Detections(detections=dets), stats
+
+    @staticmethod
+    def _box(o: ObjectPrediction, w: int, h: int) -> Tuple[int, int, int, int]:
+        if o.area:
+            return o.bbox_xyxy
+        if o.prompt.box is not None:
+            x0, y0, x1, y1 = o.prompt.box
+            x0, y0 = int(math.floor(x0)), int(math.floor(y0))
+            x1, y1 = max(int(math.ceil(x1)), x0 + 1), max(int(math.ceil(y1)), y0 + 1)
+        else:
+            (px, py), = [pt for pt, lab in zip(o.prompt.points, o.prompt.labels) if lab == 1][:1]
+            x0, y0 = int(px), int(py)
+            x1, y1 = x0 + 1, y0 + 1
+        x0, y0 = min(max(x0, 0), w - 1), min(max(y0, 0), h - 1)
+        return x0, y0, min(max(x1, x0 + 1), w), min(max(y1, y0 + 1), h)
+
+    def _detection(self, o: ObjectPrediction, src: PromptSource, w: int, h: int,
+                   names: List[str], display: Dict[str, str]) -> fol.Detection:
+        x0, y0, x1, y1 = self._box(o, w, h)
+        attrs: Dict[str, Any] = {
+            "top_k_labels": [display.get(lab, lab) for lab, _ in o.top_k],
+            "top_k_scores": [float(s) for _, s in o.top_k],
+            "prompt_type": src.kind,
+            "mask_area": int(o.area),
+            "stability": float(o.quality.get("stability", 0.0)),
+        }
+        if src.label is not None:
+            attrs["prompt_label"] = src.label
+        if src.id is not None:
+            attrs["prompt_id"] = src.id
+        if o.label_path:
+            attrs["label_path"] = [display.get(lab, lab) for lab in o.label_path]
+        return fol.Detection(
+            label=names[o.label_index], confidence=float(o.score),
+            bounding_box=[x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h],
+            mask=np.ascontiguousarray(o.mask[y0:y1, x0:x1]), **attrs)
+

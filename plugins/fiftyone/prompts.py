@@ -1,0 +1,144 @@
+"""Prompts from FiftyOne labels: ``Detections`` give boxes, ``Keypoints`` give clicks.
+
+* A :class:`fiftyone.core.labels.Detection` is one box prompt (its ``bounding_box``, relative
+  ``[x, y, w, h]``, becomes pixels of the image).
+* A :class:`fiftyone.core.labels.Keypoint` is one object prompted by all its points. A point is
+  positive unless a per-point attribute (a list with one 0/1 per point; ``point_labels`` by
+  default, SAM's ``sam_labels``/``sam2_labels`` are read too) marks it 0 (negative). Points that
+  are NaN (FiftyOne's "missing keypoint") are ignored.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+from ovsam_core import Prompt, PromptError
+
+#: FiftyOne label types that can hold prompts -> prompt kind.
+PROMPT_TYPES = {"Detections": "box", "Detection": "box", "Keypoints": "points", "Keypoint": "points"}
+#: Per-point label attributes read, in order, when the configured one is absent.
+FALLBACK_POINT_LABEL_ATTRS = ("point_labels", "sam_labels", "sam2_labels")
+
+
+class PromptFieldError(ValueError):
+    """The prompt field is missing or does not hold boxes or keypoints."""
+
+
+@dataclass(frozen=True)
+class PromptSource:
+    """Where a prompt came from: the prompt label's id, label and kind (``box``/``points``)."""
+
+    id: Optional[str]
+    label: Optional[str]
+    kind: str
+
+
+def dataset_name(samples) -> str:
+    """The name of the dataset of a dataset or view."""
+    return getattr(samples, "dataset_name", None) or samples.name
+
+
+def _type_name(field) -> Optional[str]:
+    doc = getattr(field, "document_type", None)
+    return doc.__name__ if doc is not None else None
+
+
+def prompt_candidates(samples) -> List[str]:
+    """Top-level fields of ``samples`` that can be prompt fields."""
+    schema = samples.get_field_schema()
+    return sorted(n for n, f in schema.items() if _type_name(f) in PROMPT_TYPES)
+
+
+def check_prompt_field(samples, field: str) -> str:
+    """The prompt kind (``box`` or ``points``) of ``field``; a clear error if it can't be one.
+
+    Raises:
+        PromptFieldError: no such field, or a field that is not Detections/Keypoints.
+    """
+    if not field or not isinstance(field, str):
+        raise PromptFieldError(f"give a prompt field (a Detections or Keypoints field), got {field!r}; "
+                               f"candidates: {', '.join(prompt_candidates(samples)) or 'none'}")
+    f = samples.get_field(field)
+    if f is None:
+        raise PromptFieldError(f"prompt field {field!r} does not exist on dataset {dataset_name(samples)!r}; "
+                               f"fields that can be prompts: {', '.join(prompt_candidates(samples)) or 'none'}")
+    name = _type_name(f)
+    if name not in PROMPT_TYPES:
+        what = name or type(f).__name__
+        raise PromptFieldError(f"prompt field {field!r} holds {what}, not prompts: use a Detections (boxes) or "
+                               f"Keypoints (points) field; candidates: "
+                               f"{', '.join(prompt_candidates(samples)) or 'none'}")
+    return PROMPT_TYPES[name]
+
+
+def label_kind(value, field: str) -> Optional[str]:
+    """Prompt kind of a field's value on one sample (None when empty); error for other types."""
+    if value is None:
+        return None
+    name = type(value).__name__
+    if name not in PROMPT_TYPES:
+        raise PromptFieldError(f"prompt field {field!r} holds {name}, not prompts: use a Detections (boxes) "
+                               "or Keypoints (points) field")
+    return PROMPT_TYPES[name]
+
+
+def _items(value) -> Sequence:
+    for attr in ("detections", "keypoints"):
+        if hasattr(value, attr):
+            return getattr(value, attr) or []
+    return [value]
+
+
+def _point_labels(kp, n: int, attr: str) -> Optional[List[int]]:
+    for name in (attr, *FALLBACK_POINT_LABEL_ATTRS):
+        try:
+            labels = kp[name]
+        except (KeyError, AttributeError):
+            continue
+        if labels is None:
+            continue
+        labels = list(labels)
+        if len(labels) != n:
+            raise PromptError(f"keypoint {kp.id}: {n} points but {len(labels)} values in {name!r}")
+        return [int(v) for v in labels]
+    return None
+
+
+def label_to_prompts(value, field: str, width: int, height: int,
+                     point_labels_attr: str = "point_labels") -> Tuple[List[Prompt], List[PromptSource], List[str]]:
+    """The prompts of one sample's prompt label, in pixels of a ``width`` x ``height`` image.
+
+    Returns:
+        ``(prompts, sources, problems)``; each prompt is validated against the image, and
+        unusable items (an empty box, a box outside the image, no positive point, ...) are left
+        out with one line in ``problems``.
+    """
+    kind = label_kind(value, field)
+    prompts: List[Prompt] = []
+    sources: List[PromptSource] = []
+    problems: List[str] = []
+    if kind is None:
+        return prompts, sources, problems
+    for item in _items(value):
+        try:
+            if kind == "box":
+                bb = item.bounding_box
+                if bb is None or len(bb) != 4:
+                    raise PromptError("no bounding box")
+                x, y, w, h = (float(v) for v in bb)
+                p = Prompt.from_box(x * width, y * height, (x + w) * width, (y + h) * height)
+            else:
+                pts = list(item.points or [])
+                labels = _point_labels(item, len(pts), point_labels_attr) or [1] * len(pts)
+                keep = [(px * width, py * height, lab) for (px, py), lab in zip(pts, labels)
+                        if px is not None and py is not None and math.isfinite(px) and math.isfinite(py)]
+                if not keep:
+                    raise PromptError("no points")
+                p = Prompt.from_points(keep)
+            prompts.append(p.validated(height, width))
+            sources.append(PromptSource(str(item.id) if item.id is not None else None,
+                                        getattr(item, "label", None), kind))
+        except (PromptError, TypeError, ValueError) as e:
+            problems.append(f"{field} {getattr(item, 'id', '?')}: {e}")
+    return prompts, sources, problems
