@@ -110,3 +110,12 @@ def test_plugins_importable_as_ovsam_plugins():
     import ovsam_plugins.fiftyone  # noqa: F401
     import ovsam_plugins.label_studio  # noqa: F401
     import ovsam_plugins.napari  # noqa: F401
+
+
+def test_static_roi_align_equals_per_level():
+    g = torch.Generator().manual_seed(0)
+    feats = [torch.randn(1, 3, 1024 // s, 1024 // s, generator=g) for s in (4, 8, 16, 32)]
+    boxes = torch.tensor([[5, 7, 60, 90], [0, 0, 150, 150], [10, 20, 300, 250], [0, 0, 1000, 900.0], [3, 3, 3, 3]])
+    a = multilevel_roi_align(feats, boxes, 7, (4, 8, 16, 32))
+    b = multilevel_roi_align(feats, boxes, 7, (4, 8, 16, 32), static=True)
+    assert torch.equal(a, b)

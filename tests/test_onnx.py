@@ -218,7 +218,8 @@ class _RoiOnly(nn.Module):
 
     def forward(self, p2, p3, p4, p5, boxes, mask_logits):
         head = self.dec.head
-        pooled = multilevel_roi_align([p2, p3, p4, p5], boxes, head.roi_size, (4, 8, 16, 32), head.finest_scale)
+        pooled = multilevel_roi_align([p2, p3, p4, p5], boxes, head.roi_size, (4, 8, 16, 32), head.finest_scale,
+                                      static=True)
         return pooled, mask_to_box(torch.sigmoid(mask_logits) > 0.5)
 
 

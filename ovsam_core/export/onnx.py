@@ -102,7 +102,7 @@ class OnnxDecoder(nn.Module):
     """Tensor-only, export-friendly wrapper of OVSAM's per-prompt path.
 
     Reuses the model's sub-modules and functions (``OVSAMHead.predict_masks`` /
-    ``recognize``, :func:`clip_branch_logits`, :func:`fuse_logits`, ``OVSAM.mask_valid``).
+    ``recognize`` with the static multi-level RoIAlign, :func:`clip_branch_logits`, :func:`fuse_logits`, ``OVSAM.mask_valid``).
     Only the prompt embedding is re-written, with identical arithmetic: SAM's ``_embed_points``
     uses boolean-mask in-place writes and a Python ``pad`` flag; here the label embedding is a
     gather from the table ``[not_a_point, neg, pos, corner0, corner1]`` indexed by ``label + 1``.
@@ -164,7 +164,8 @@ class OnnxDecoder(nn.Module):
         grid_h, grid_w = image_embedding.shape[-2:]
         dense = self.pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(sparse.shape[0], -1, grid_h, grid_w)
         masks = self.head.predict_masks(image_embedding, self.image_pe, sparse, dense)
-        out = self.head.recognize(masks, grid_w * 16, [fpn_p2, fpn_p3, fpn_p4, fpn_p5], self.strides)
+        out = self.head.recognize(masks, grid_w * 16, [fpn_p2, fpn_p3, fpn_p4, fpn_p5], self.strides,
+                                 static=True)
         boxes = out.roi_boxes
         logits = OVSAM.head_logits(out, classifier)
         if self.mode == "fused":

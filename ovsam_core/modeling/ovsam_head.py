@@ -124,11 +124,15 @@ class OVSAMHead(nn.Module):
         image_size: int,
         fpn_feats: Sequence[torch.Tensor],
         fpn_strides: Sequence[int] = (4, 8, 16, 32),
+        static: bool = False,
     ) -> HeadOutput:
-        """RoI of each predicted mask (its tight box, quirk Q4) -> pooled recognition feature."""
+        """RoI of each predicted mask (its tight box, quirk Q4) -> pooled recognition feature.
+
+        ``static`` selects the export-friendly RoIAlign (see :func:`multilevel_roi_align`).
+        """
         scale = image_size / masks.shape[-1]  # mask grid -> model frame (4 upstream)
         boxes = mask_to_box(torch.sigmoid(masks[:, 0]) > 0.5) * scale
-        roi = multilevel_roi_align(fpn_feats, boxes, self.roi_size, fpn_strides, self.finest_scale)
+        roi = multilevel_roi_align(fpn_feats, boxes, self.roi_size, fpn_strides, self.finest_scale, static)
         emb = self.roi_conv(roi).mean(-1).mean(-1)
         return HeadOutput(mask_logits=masks, roi_embedding=emb, roi_boxes=boxes)
 

@@ -51,24 +51,32 @@ def multilevel_roi_align(
     output_size: int,
     strides: Sequence[int],
     finest_scale: float = 56.0,
+    static: bool = False,
 ) -> torch.Tensor:
     """RoIAlign (aligned, adaptive sampling) of each box on its assigned pyramid level.
-
-    Every box is pooled on every level and its own level is selected with ``torch.where``:
-    the same values as pooling per level, without data-dependent control flow (so it also
-    exports to ONNX); RoIAlign is tiny next to the decoder.
 
     Args:
         feats: pyramid levels, each (1, C, H_l, W_l), all of one image.
         boxes: (N, 4) in the model frame.
+        static: pool every box on every level and select its own level with ``torch.where``
+            (no data-dependent control flow, for ONNX export). Same values, but much slower for
+            large boxes: adaptive sampling takes ~(side / stride / S)^2 samples per bin on the
+            fine levels. Default: pool each level's boxes only.
     Returns:
         (N, C, output_size, output_size).
     """
     rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], dim=1)
-    levels = assign_levels(boxes, len(feats), finest_scale)[:, None, None, None]
-    out = None
+    levels = assign_levels(boxes, len(feats), finest_scale)
+    size = (output_size, output_size)
+    if static:
+        out = None
+        for lvl, (feat, stride) in enumerate(zip(feats, strides)):
+            pooled = roi_align(feat, rois, size, spatial_scale=1.0 / stride, sampling_ratio=0, aligned=True)
+            out = pooled if out is None else torch.where(levels[:, None, None, None] == lvl, pooled, out)
+        return out
+    out = feats[0].new_zeros((boxes.shape[0], feats[0].shape[1], output_size, output_size))
     for lvl, (feat, stride) in enumerate(zip(feats, strides)):
-        pooled = roi_align(feat, rois, (output_size, output_size), spatial_scale=1.0 / stride,
-                           sampling_ratio=0, aligned=True)
-        out = pooled if out is None else torch.where(levels == lvl, pooled, out)
+        idx = torch.nonzero(levels == lvl, as_tuple=True)[0]
+        if idx.numel():
+            out[idx] = roi_align(feat, rois[idx], size, spatial_scale=1.0 / stride, sampling_ratio=0, aligned=True)
     return out
