@@ -51,7 +51,7 @@ if [ ! -f "$STAMP" ]; then
     rm -rf "$TEMPLATE" "$TEMPLATE.tmp"
     mkdir -p "$TEMPLATE.tmp/data" "$TEMPLATE.tmp/files" "$TEMPLATE.tmp/home"
     # a free port on 127.0.0.1
-    PORT=$(.venv/bin/python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+    PORT=$("$LS_VENV/bin/python" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
     # credentials of the test admin (local server only); the tests read them from the same file
     cat > "$TEMPLATE.tmp/credentials.json" <<'EOF'
 {"username": "admin@example.com", "password": "ovsam-test-password", "token": "0123456789abcdef0123456789abcdef01234567"}
@@ -69,9 +69,14 @@ EOF
     ok=0
     for _ in $(seq 1 240); do          # at most ~4 min on a slow machine
         if ! kill -0 "$LS_PID" 2>/dev/null; then break; fi
-        if curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 \
-           && curl -fs -H "Authorization: Token 0123456789abcdef0123456789abcdef01234567" \
-                   "http://127.0.0.1:$PORT/api/projects" >/dev/null 2>&1; then ok=1; break; fi
+        if "$LS_VENV/bin/python" - "$PORT" <<'EOF' 2>/dev/null; then ok=1; break; fi
+import sys, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+urllib.request.urlopen(base + "/health", timeout=2)
+req = urllib.request.Request(base + "/api/projects",
+                             headers={"Authorization": "Token 0123456789abcdef0123456789abcdef01234567"})
+urllib.request.urlopen(req, timeout=5)
+EOF
         sleep 1
     done
     kill "$LS_PID" 2>/dev/null || true

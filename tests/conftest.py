@@ -1,19 +1,13 @@
 """Shared fixtures: the parity directory and its generated weights (once per session)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def parity_dir() -> Path:
-    """``$OVSAM_PARITY_DIR`` or ``../shared/parity`` beside the checkout."""
-    return Path(os.environ.get("OVSAM_PARITY_DIR", REPO.parent / "shared" / "parity"))
+from parity_paths import parity_dir
 
 
 def require_parity() -> Path:

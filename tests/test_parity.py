@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import parity_dir
+from parity_paths import parity_dir
 from ovsam_core.geometry import center_point, polygons_to_mask
 from ovsam_core.preprocess import FrameTransform, normalize_and_pad, resize_cv2, resize_pil, upsample_masks
 from ovsam_core.text import lvis_classes, load_classifier_file

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import parity_dir  # $OVSAM_PARITY_DIR or ../shared/parity; fixture parity_weights_dir
+from parity_paths import parity_dir  # $OVSAM_PARITY_DIR or ../shared/parity; fixture parity_weights_dir
 from ovsam_core.text import (TextEncoder, build_classifier, class_prompts,
                              classifier_from_features, embed_prompts, synonym_counts)
 

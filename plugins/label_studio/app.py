@@ -1,0 +1,137 @@
+"""Flask 3 app factory implementing Label Studio's ML-backend HTTP protocol.
+
+Endpoints (request/response shapes as Label Studio 1.2x sends and reads them):
+
+========================  =====================================================================
+``GET /health``, ``/``    ``{"status": "UP", "model_class": "ovsam", ...}`` (never loads the model)
+``POST /setup``           ``{"project", "schema", ...}`` -> ``{"model_version": ...}``
+``POST /predict``         ``{"tasks", "label_config", "project", "params": {"context"}}`` ->
+                          ``{"results": [{"result": [...], "score", "model_version"}], "model_version"}``
+``POST /webhook``         ``ANNOTATION_CREATED/UPDATED`` (learn), ``ANNOTATIONS_DELETED``,
+                          ``PROJECT_DELETED``, ``START_TRAINING`` -> 201
+``POST /train``           Label Studio's legacy training call (all annotated tasks)
+``GET /versions``         ``{"versions": [model_version]}``
+``POST /validate``        ``{"config"}`` -> 200 or a 400 saying why the config is unusable
+``GET /metrics``          counters, cache sizes, RSS (JSON)
+========================  =====================================================================
+
+Every error is JSON ``{"error": message, "status": code}`` with a 4xx/5xx status: malformed
+JSON and unusable label configs are 400, unreadable images 404/413/422, refused image sources
+403, oversized bodies 413; never an HTML page or a traceback. Optional HTTP basic auth
+(``BASIC_AUTH_USER``/``BASIC_AUTH_PASS``) protects everything but ``/health``.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any, Optional
+
+from .backend import Backend, BackendError
+from .settings import Settings, settings_from_env
+
+log = logging.getLogger("ovsam.label_studio")
+
+
+def create_app(settings: Optional[Settings] = None, backend: Optional[Backend] = None):
+    """A Flask app serving ``backend`` (built from ``settings``, default: the environment)."""
+    from flask import Flask, Response, request
+    from werkzeug.exceptions import HTTPException
+
+    if backend is None:
+        backend = Backend(settings or settings_from_env())
+    s = backend.s
+    app = Flask("ovsam_label_studio")
+    app.config["MAX_CONTENT_LENGTH"] = s.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["ovsam_backend"] = backend
+
+    def reply(data: Any, status: int = 200, headers: Optional[dict] = None) -> Response:
+        return Response(json.dumps(data, allow_nan=False, default=str), status=status,
+                        mimetype="application/json", headers=headers)
+
+    def error(message: str, status: int, headers: Optional[dict] = None) -> Response:
+        return reply({"error": message, "status": status}, status, headers)
+
+    def body() -> dict:
+        raw = request.get_data(cache=False)
+        if not raw:
+            raise BackendError("empty request body: expected a JSON object", 400)
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BackendError(f"malformed JSON: {e}", 400) from None
+        if not isinstance(data, dict):
+            raise BackendError("the request body must be a JSON object", 400)
+        return data
+
+    @app.before_request
+    def _auth():
+        if not s.basic_auth_user or request.path == "/health":
+            return None
+        a = request.authorization
+        ok = (a is not None and a.type == "basic"
+              and hmac.compare_digest((a.username or "").encode(), s.basic_auth_user.encode())
+              and hmac.compare_digest((a.password or "").encode(), s.basic_auth_pass.encode()))
+        if not ok:
+            backend.metrics.add("auth_failures")
+            return error("authentication required", 401, {"WWW-Authenticate": 'Basic realm="ovsam"'})
+        return None
+
+    @app.get("/health")
+    @app.get("/")
+    def health():
+        return reply(backend.status())
+
+    @app.post("/setup")
+    def setup():
+        return reply(backend.setup(body()))
+
+    @app.post("/predict")
+    def predict():
+        return reply(backend.predict(body()))
+
+    @app.post("/webhook")
+    def webhook():
+        return reply(backend.webhook(body()), 201)
+
+    @app.post("/train")
+    def train():
+        return reply(backend.train(body()))
+
+    @app.get("/versions")
+    def versions():
+        return reply({"versions": [backend.model_version]})
+
+    @app.post("/validate")
+    def validate():
+        data = body()
+        backend.setup({"schema": data.get("config") or data.get("label_config") or data.get("schema")})
+        return reply({"status": "ok"})
+
+    @app.get("/metrics")
+    def metrics():
+        return reply(backend.metrics_json())
+
+    @app.errorhandler(BackendError)
+    def _backend_error(e: BackendError):
+        backend.metrics.add(f"http_{e.status}")
+        return error(str(e), e.status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException):
+        backend.metrics.add(f"http_{e.code}")
+        msg = e.description or e.name
+        if e.code == 413:
+            msg = f"request body larger than {s.max_body_bytes} bytes (OVSAM_LS_MAX_BODY_BYTES)"
+        return error(msg, e.code or 500)
+
+    @app.errorhandler(Exception)
+    def _internal(e: Exception):
+        backend.metrics.add("http_500")
+        log.exception("internal error")
+        return error(f"internal error ({type(e).__name__}); see the backend's log", 500)
+
+    if s.warmup:
+        backend.warmup()
+    return app

@@ -1,0 +1,667 @@
+"""The backend: Label Studio JSON in, :class:`ovsam_core.Predictor` calls, Label Studio JSON out.
+
+Web-framework free (the Flask app in :mod:`.app` only routes requests here), so it can be tested
+and reused directly. One :class:`Backend` per process; the model is loaded lazily on first use
+(or in the background with ``warmup``) and all model calls are serialised by a lock.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ovsam_core import ImageError, LoadedImage, PromptError, __version__, load_image
+
+from . import outputs
+from .fetch import ImageFetchError, ImageFetcher
+from .labels import LabelConfigError, LabelMapper, ProjectConfig, ProjectLabel, parse_label_config
+from .prototypes import PrototypeSet, PrototypeStore, region_descriptor
+from .regions import (PromptRegion, RegionError, batch_prompts, interactive_prompt, region_geometry,
+                      region_kind, region_labels)
+
+log = logging.getLogger("ovsam.label_studio")
+
+#: alternatives of a large vocabulary that are mapped onto project labels
+MAX_MAPPED_CLASSES = 2000
+MIN_PROB = 1e-6
+
+
+class BackendError(Exception):
+    """A request the backend refuses; answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def project_key(project: Any) -> str:
+    """``"12.1700000000"`` (what Label Studio sends to /predict), ``12`` or ``{"id": 12}`` -> ``"12"``."""
+    if isinstance(project, Mapping):
+        project = project.get("id")
+    if project is None:
+        return "0"
+    return str(project).split(".", 1)[0].strip() or "0"
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:  # pragma: no cover - non-Linux
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+class Metrics:
+    """Counters for ``GET /metrics`` (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started = time.time()
+        self.counters: Dict[str, float] = {}
+
+    def add(self, name: str, value: float = 1.0) -> None:
+        with self._lock:
+            self.counters[name] = self.counters.get(name, 0.0) + value
+
+    def snapshot(self) -> Dict[str, float]:
+        with self._lock:
+            return dict(self.counters)
+
+
+class Backend:
+    """Open-vocabulary SAM behind Label Studio's ML-backend protocol.
+
+    Args:
+        settings: a :class:`~.settings.Settings`.
+        predictor: an :class:`ovsam_core.Predictor` to use instead of loading ``settings.model``.
+        fetcher: an :class:`~.fetch.ImageFetcher` (tests inject one).
+    """
+
+    def __init__(self, settings, predictor=None, fetcher: Optional[ImageFetcher] = None) -> None:
+        self.s = settings
+        self._predictor = predictor
+        self._load_lock = threading.Lock()
+        self._load_error: Optional[str] = None
+        self.model_lock = threading.Lock()
+        self.fetcher = fetcher or ImageFetcher(settings)
+        self.metrics = Metrics()
+        self.store = PrototypeStore(settings.db_path, settings.max_prototypes) if settings.learn else None
+        self._protos: Dict[str, Tuple[int, PrototypeSet]] = {}
+        self._protos_lock = threading.Lock()
+        self._images: "OrderedDict[str, LoadedImage]" = OrderedDict()
+        self._images_bytes = 0
+        self._images_lock = threading.Lock()
+        self._queue: "queue.Queue[Optional[Tuple[str, Any]]]" = queue.Queue(maxsize=256)
+        self._worker: Optional[threading.Thread] = None
+
+    # ================================================================== model
+    @property
+    def model_version(self) -> str:
+        vocab = "labels" if not self.s.vocab else str(self.s.vocab).replace("/", "_")[-40:]
+        return f"ovsam-{self.s.model}-{vocab}-{__version__}"
+
+    @property
+    def loaded(self) -> bool:
+        return self._predictor is not None
+
+    def predictor(self):
+        """The :class:`ovsam_core.Predictor`, loaded on first use (once per process)."""
+        if self._predictor is not None:
+            return self._predictor
+        with self._load_lock:
+            if self._predictor is None:
+                from ovsam_core import Predictor
+
+                t0 = time.time()
+                log.info("loading model %s on %s", self.s.model, self.s.device)
+                try:
+                    self._predictor = Predictor(self.s.model, weights_dir=self.s.weights_dir, weights=self.s.weights,
+                                                device=self.s.device, dtype=self.s.dtype,
+                                                cache_bytes=self.s.cache_bytes, download=self.s.download,
+                                                progress=False)
+                except Exception as e:  # noqa: BLE001 - reported on /health and to Label Studio
+                    self._load_error = f"{type(e).__name__}: {e}"
+                    raise BackendError(f"the model {self.s.model!r} could not be loaded: {e}", 503) from None
+                self._load_error = None
+                self.metrics.add("model_load_seconds", time.time() - t0)
+                log.info("model %s loaded in %.1f s", self.s.model, time.time() - t0)
+        return self._predictor
+
+    def warmup(self) -> threading.Thread:
+        """Load the model in a background thread (call after the worker process has started)."""
+
+        def run() -> None:
+            try:
+                self.predictor()
+            except BackendError as e:
+                log.error("%s", e)
+
+        t = threading.Thread(target=run, name="ovsam-warmup", daemon=True)
+        t.start()
+        return t
+
+    def status(self) -> Dict[str, Any]:
+        return {"status": "UP", "model_class": "ovsam", "model": self.s.model, "model_loaded": self.loaded,
+                "model_version": self.model_version, **({"model_error": self._load_error} if self._load_error else {})}
+
+    # ================================================================== images
+    def load_task_image(self, ref: Any, task_id: Optional[int]) -> LoadedImage:
+        if not isinstance(ref, str):
+            raise ImageFetchError(f"the task's image value must be a URL string, got {type(ref).__name__}", 422)
+        key = f"{task_id}|{ref}" if "://" in ref and not ref.startswith("http") else ref
+        with self._images_lock:
+            hit = self._images.get(key)
+            if hit is not None:
+                self._images.move_to_end(key)
+                self.metrics.add("image_cache_hits")
+                return hit
+        data = self.fetcher.fetch(ref, task_id)
+        try:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+            if w * h > self.s.max_image_pixels:
+                raise ImageFetchError(f"image is {w}x{h} pixels, over the {self.s.max_image_pixels} limit", 413)
+        except ImageFetchError:
+            raise
+        except Exception:  # noqa: BLE001 - let load_image produce the precise message
+            pass
+        try:
+            img = load_image(data)
+        except ImageError as e:
+            raise ImageFetchError(f"unreadable image: {e}", 422) from None
+        nbytes = img.rgb.nbytes
+        if nbytes <= self.s.image_cache_bytes // 2:
+            with self._images_lock:
+                self._images[key] = img
+                self._images_bytes += nbytes
+                while self._images_bytes > self.s.image_cache_bytes and self._images:
+                    _, old = self._images.popitem(last=False)
+                    self._images_bytes -= old.rgb.nbytes
+        return img
+
+    # ================================================================== protocol: setup
+    def setup(self, payload: Mapping) -> Dict[str, Any]:
+        schema = payload.get("schema") or payload.get("label_config")
+        if schema:
+            try:
+                parse_label_config(schema)
+            except LabelConfigError as e:
+                raise BackendError(str(e), 400) from None
+        return {"model_version": self.model_version}
+
+    # ================================================================== protocol: predict
+    def predict(self, payload: Mapping) -> Dict[str, Any]:
+        tasks = payload.get("tasks")
+        if not isinstance(tasks, list) or not all(isinstance(t, Mapping) for t in tasks):
+            raise BackendError("'tasks' must be a list of task objects", 400)
+        config = payload.get("label_config") or payload.get("schema")
+        if not config:
+            raise BackendError("'label_config' is missing", 400)
+        try:
+            cfg = parse_label_config(config)
+        except LabelConfigError as e:
+            raise BackendError(str(e), 400) from None
+        params = payload.get("params") if isinstance(payload.get("params"), Mapping) else {}
+        context = params.get("context") if "context" in params else payload.get("context")
+        project = project_key(payload.get("project"))
+        t0 = time.time()
+        if isinstance(context, Mapping) and context.get("result"):
+            log.debug("interactive context: %s", str(context)[:4000])
+            if not tasks:
+                raise BackendError("interactive request without a task", 400)
+            if not isinstance(context.get("result"), list):
+                raise BackendError("'context.result' must be a list of regions", 400)
+            try:
+                result = self._interactive(tasks[0], cfg, context["result"], project)
+            except (ImageFetchError, RegionError, PromptError) as e:
+                self.metrics.add("errors")
+                raise BackendError(str(e), getattr(e, "status", 422)) from None
+            results = [result]
+            self.metrics.add("interactive_requests")
+        else:
+            results = []
+            for task in tasks:
+                try:
+                    results.append(self._batch(task, cfg, project))
+                except Exception as e:  # noqa: BLE001 - one bad task must not fail the batch
+                    self.metrics.add("errors")
+                    if isinstance(e, (ImageFetchError, RegionError, PromptError, BackendError)):
+                        msg = str(e)
+                        log.warning("task %s: no prediction: %s", task.get("id"), msg)
+                    else:
+                        msg = f"internal error ({type(e).__name__}); see the backend's log"
+                        log.exception("task %s: no prediction", task.get("id"))
+                    # no "result" key: Label Studio logs it and stores nothing for this task
+                    results.append({"error": msg, "task": task.get("id"), "model_version": self.model_version})
+            self.metrics.add("batch_tasks", len(tasks))
+        self.metrics.add("predict_seconds", time.time() - t0)
+        self.metrics.add("predict_requests")
+        return {"results": results, "model_version": self.model_version}
+
+    def _interactive(self, task: Mapping, cfg: ProjectConfig, items: Sequence, project: str) -> Dict[str, Any]:
+        to_names = [it.get("to_name") for it in items if isinstance(it, Mapping) and region_kind(it) in ("keypoint", "rectangle")]
+        if not to_names:
+            log.info("task %s: the interactive context holds no keypoint or rectangle: nothing to segment", task.get("id"))
+            return self._task_result([])
+        to_name = to_names[-1]
+        img = self._image_for(task, cfg, to_name)
+        pr = interactive_prompt([it for it in items if isinstance(it, Mapping)], img.width, img.height, to_name)
+        if pr is None:
+            log.info("task %s: only negative clicks so far: nothing to segment", task.get("id"))
+            return self._task_result([])
+        regions, scores = self._segment(task, cfg, img, [pr], project, interactive=True)
+        return self._task_result(regions, scores)
+
+    def _batch(self, task: Mapping, cfg: ProjectConfig, project: str) -> Dict[str, Any]:
+        items, source = self._prompt_source(task)
+        if not items:
+            log.info("task %s: no rectangles or keypoints in its annotations or predictions: nothing to segment "
+                     "(draw boxes or clicks, or import box predictions, then retrieve predictions again)", task.get("id"))
+            return self._task_result([])
+        regions_all: List[Dict[str, Any]] = []
+        scores_all: List[float] = []
+        n_prompts = 0
+        to_names = []
+        for it in items:
+            tn = it.get("to_name") if isinstance(it, Mapping) else None
+            if tn and tn not in to_names and cfg.outputs_for(tn):
+                to_names.append(tn)
+        for to_name in to_names:
+            img = self._image_for(task, cfg, to_name)
+            prompts = batch_prompts(items, img.width, img.height, to_name)
+            if not prompts:
+                continue
+            n_prompts += len(prompts)
+            regions, scores = self._segment(task, cfg, img, prompts, project, interactive=False)
+            regions_all += regions
+            scores_all += scores
+        log.info("task %s: %d prompts from %s -> %d regions", task.get("id"), n_prompts, source, len(regions_all))
+        return self._task_result(regions_all, scores_all)
+
+    def _prompt_source(self, task: Mapping) -> Tuple[List[Mapping], str]:
+        """Prompt regions of the newest annotation that has any, else of another model's prediction."""
+        def prompt_items(result) -> List[Mapping]:
+            return [it for it in (result or []) if isinstance(it, Mapping) and region_kind(it) in ("rectangle", "keypoint")]
+
+        anns = [a for a in (task.get("annotations") or []) if isinstance(a, Mapping) and not a.get("was_cancelled")]
+        anns.sort(key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""), reverse=True)
+        for a in anns:
+            items = prompt_items(a.get("result"))
+            if items:
+                return items, f"annotation {a.get('id')}"
+        for p in task.get("predictions") or []:
+            if not isinstance(p, Mapping) or str(p.get("model_version", "")).startswith("ovsam-"):
+                continue
+            items = prompt_items(p.get("result"))
+            if items:
+                return items, f"prediction {p.get('id')} ({p.get('model_version')})"
+        return [], ""
+
+    def _image_for(self, task: Mapping, cfg: ProjectConfig, to_name: str) -> LoadedImage:
+        key = cfg.image_key(to_name)
+        data = task.get("data") if isinstance(task.get("data"), Mapping) else {}
+        if key not in data:
+            raise ImageFetchError(f"the task has no data field {key!r} (the label config's <Image value=\"${key}\">)", 422)
+        tid = task.get("id")
+        return self.load_task_image(data[key], int(tid) if isinstance(tid, int) else None)
+
+    def _task_result(self, regions: List[Dict[str, Any]], scores: Sequence[float] = ()) -> Dict[str, Any]:
+        score = float(np.mean(scores)) if len(scores) else 0.0
+        return {"result": regions, "score": round(score, 6), "model_version": self.model_version}
+
+    # ================================================================== segmentation + labels
+    def _mapper(self, labels: Sequence[ProjectLabel]) -> Tuple[LabelMapper, Any]:
+        """The mapper of the project's labels and the vocabulary to predict with."""
+        if not self.s.vocab:
+            m = LabelMapper(labels)
+            vocab = m.vocabulary()
+            return m, vocab or None
+        clf = self.predictor().classifier(self.s.vocab)
+        return LabelMapper(labels, list(clf.vocabulary.names)), self.s.vocab
+
+    def prototypes(self, project: str) -> PrototypeSet:
+        if self.store is None:
+            return PrototypeSet((), np.zeros((0, 0), np.float32))
+        gen = self.store.generation(project)
+        with self._protos_lock:
+            hit = self._protos.get(project)
+            if hit is not None and hit[0] == gen:
+                return hit[1]
+        pset = self.store.load(project, self.model_key)
+        with self._protos_lock:
+            self._protos[project] = (gen, pset)
+        return pset
+
+    @property
+    def model_key(self) -> str:
+        return "|".join(self.predictor().model_key)
+
+    def _segment(self, task: Mapping, cfg: ProjectConfig, img: LoadedImage, prompts: Sequence[PromptRegion],
+                 project: str, interactive: bool) -> Tuple[List[Dict[str, Any]], List[float]]:
+        to_name = prompts[0].to_name
+        data = task.get("data") if isinstance(task.get("data"), Mapping) else {}
+        controls = cfg.outputs_for(to_name)
+        labels_by_control = {c.name: c.labels_for(data) for c in controls}
+        all_labels = [lab for c in controls for lab in labels_by_control[c.name]]
+        if not all_labels:
+            raise BackendError("no labels for the output controls (dynamic labels missing from the task?)", 422)
+        pred = self.predictor()
+        mapper, vocab = self._mapper(all_labels)
+        pset = self.prototypes(project)
+        w, h = img.width, img.height
+        with self.model_lock:
+            emb = pred.embed(img)
+            n_classes = len(pred.classifier(vocab)) if vocab is not None else 0
+            if vocab is None:
+                objects = None
+            else:
+                objects = pred.predict(emb, [p.prompt for p in prompts], vocabulary=vocab,
+                                       top_k=max(1, min(n_classes, MAX_MAPPED_CLASSES)))
+            if objects is None:  # nothing embeddable: masks only (labels from prototypes / smart tool)
+                objects = pred.predict(emb, [p.prompt for p in prompts], vocabulary=["object"], top_k=1)
+                no_text = True
+            else:
+                no_text = False
+            descriptors: List[Optional[np.ndarray]] = []
+            if len(pset) >= 2:
+                for p, o in zip(prompts, objects):
+                    try:
+                        descriptors.append(region_descriptor(emb, mask=None if p.prompt.box is not None else o.mask,
+                                                             box=p.prompt.box or o.bbox_xyxy))
+                    except ValueError:
+                        descriptors.append(None)
+            else:
+                descriptors = [None] * len(prompts)
+        regions: List[Dict[str, Any]] = []
+        scores: List[float] = []
+        for p, o, d in zip(prompts, objects, descriptors):
+            if o.area == 0:
+                log.info("task %s: empty mask for prompt %s", task.get("id"), p.prompt.to_json())
+                continue
+            p_text = np.zeros(len(mapper.labels)) if no_text else mapper.label_probs(o.top_k)
+            sims = pset.similarities(d) if d is not None else {}
+            obj_scores = []
+            polys = None
+            for c in controls:
+                names = [lab.name for lab in labels_by_control[c.name]]
+                choice = self._choose(names, mapper, p_text, sims, p.label if interactive else None)
+                if choice is None:
+                    log.info("task %s: no evidence for any label of %r (add predicted_values to its <Label>s, "
+                             "or annotate a few objects)", task.get("id"), c.name)
+                    continue
+                label, score, top = choice
+                meta = self._meta(top, o, bool(self.s.vocab))
+                if c.kind == "brush":
+                    regions.append(outputs.region(c, outputs.brush_value(o.mask), label, w, h, score, meta))
+                elif c.kind == "polygon":
+                    if polys is None:
+                        polys = outputs.polygon_values(o.mask, w, h)
+                    for pv in polys:
+                        regions.append(outputs.region(c, pv, label, w, h, score, meta))
+                elif c.kind == "rectangle":
+                    regions.append(outputs.region(c, outputs.rectangle_value(o.bbox_xyxy, w, h), label, w, h, score, meta))
+                obj_scores.append(score)
+            if obj_scores:
+                scores.append(float(np.mean(obj_scores)))
+        self.metrics.add("regions", len(regions))
+        return regions, scores
+
+    def _choose(self, names: Sequence[str], mapper: LabelMapper, p_text: np.ndarray, sims: Mapping[str, float],
+                smart_label: Optional[str]) -> Optional[Tuple[str, float, List[Tuple[str, float]]]]:
+        """(label, score, top-k) among ``names`` of one control."""
+        idx = [mapper.index[n] for n in names if n in mapper.index]
+        names = [mapper.labels[i].name for i in idx]
+        if not names:
+            return None
+        p_all = np.array([p_text[i] for i in idx], np.float64)
+        # candidates: labels with text evidence (a vocabulary class maps to them) or prototypes
+        keep = [j for j, n in enumerate(names) if p_all[j] > 0 or n in sims]
+        if not keep:
+            if smart_label is not None:
+                lab = mapper.find(smart_label)
+                if lab is not None and lab.name in names:
+                    return lab.name, 1.0, [(lab.name, 1.0)]
+            return None
+        all_names = names
+        names = [names[j] for j in keep]
+        p = p_all[keep]
+        probs = self._blend(p, [sims.get(n) for n in names])
+        order = np.argsort(-probs, kind="stable")
+        top = [(names[i], float(probs[i])) for i in order[: self.s.top_k]]
+        best, score = top[0]
+        if self.s.label_source == "smart" and smart_label is not None:
+            lab = mapper.find(smart_label)
+            if lab is not None and lab.name in all_names:
+                best = lab.name
+                score = float(probs[names.index(best)]) if best in names else 0.0
+        return best, score, top
+
+    def _blend(self, p: np.ndarray, sims: Sequence[Optional[float]]) -> np.ndarray:
+        """Label probabilities from text probabilities ``p`` and prototype similarities.
+
+        Labels without prototypes keep their text probability. The probability mass of the labels
+        that have prototypes is redistributed among them by
+        ``softmax(log p_text + prototype_weight * similarity)``; a label with prototypes but no
+        text evidence starts from the uniform prior.
+        """
+        n = len(p)
+        q = p / p.sum() if p.sum() > 0 else np.full(n, 1.0 / n)
+        has = np.array([v is not None for v in sims])
+        if has.any():
+            q = np.where(has & (q <= 0), 1.0 / n, q)
+            q = q / q.sum()
+            mass = q[has].sum()
+            s = np.array([v for v in sims if v is not None], np.float64)
+            z = np.log(np.maximum(q[has], MIN_PROB)) + self.s.prototype_weight * s
+            z = np.exp(z - z.max())
+            q = q.copy()
+            q[has] = mass * z / z.sum()
+        return q
+
+    @staticmethod
+    def _meta(top: Sequence[Tuple[str, float]], o, vocab_top_k: bool) -> Dict[str, Any]:
+        text = "ovsam: " + ", ".join(f"{n} {s:.2f}" for n, s in top)
+        meta: Dict[str, Any] = {"text": [text], "top_k": [{"label": n, "score": round(s, 6)} for n, s in top]}
+        if vocab_top_k:
+            meta["vocabulary_top_k"] = [{"label": n, "score": round(float(s), 6)} for n, s in o.top_k[:5]]
+        return meta
+
+    # ================================================================== learning
+    def webhook(self, payload: Mapping) -> Dict[str, Any]:
+        action = str(payload.get("action") or "")
+        self.metrics.add("webhooks")
+        if not self.s.learn:
+            return {"status": "ignored", "action": action, "reason": "learning is disabled"}
+        project = project_key(payload.get("project"))
+        if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+            ann = payload.get("annotation")
+            task = payload.get("task")
+            proj = payload.get("project") if isinstance(payload.get("project"), Mapping) else {}
+            config = proj.get("label_config") or payload.get("label_config")
+            if not isinstance(ann, Mapping) or not isinstance(task, Mapping) or not config:
+                raise BackendError(f"{action} needs 'annotation', 'task' and 'project.label_config'", 400)
+            return self._submit("learn", (project, config, task, ann), action)
+        if action in ("ANNOTATIONS_DELETED", "ANNOTATION_DELETED"):
+            anns = payload.get("annotations") or ([payload.get("annotation")] if payload.get("annotation") else [])
+            n = 0
+            for a in anns:
+                if isinstance(a, Mapping) and a.get("id") is not None:
+                    n += self.store.delete_annotation(project, str(a["id"]))
+            return {"status": "ok", "action": action, "deleted": n}
+        if action == "PROJECT_DELETED":
+            return {"status": "ok", "action": action, "deleted": self.store.delete_project(project)}
+        if action == "START_TRAINING":
+            return self._submit("train_from_ls", (project,), action)
+        return {"status": "ignored", "action": action}
+
+    def train(self, payload: Mapping) -> Dict[str, Any]:
+        """``POST /train`` (Label Studio's legacy training call): every annotated task at once."""
+        if not self.s.learn:
+            return {"status": "ignored", "reason": "learning is disabled"}
+        tasks = payload.get("annotations")
+        config = payload.get("label_config")
+        if not isinstance(tasks, list) or not config:
+            raise BackendError("/train needs 'annotations' (tasks) and 'label_config'", 400)
+        project = project_key(payload.get("project"))
+        return self._submit("learn_tasks", (project, config, tasks), "train")
+
+    def _submit(self, kind: str, args: Tuple, action: str) -> Dict[str, Any]:
+        if not self.s.learn_async:
+            n = getattr(self, "_job_" + kind)(*args)
+            return {"status": "ok", "action": action, "prototypes": n}
+        self._ensure_worker()
+        try:
+            self._queue.put_nowait((kind, args))
+        except queue.Full:
+            self.metrics.add("webhooks_dropped")
+            log.warning("learning queue full: %s dropped", action)
+            return {"status": "dropped", "action": action}
+        return {"status": "queued", "action": action}
+
+    def _ensure_worker(self) -> None:
+        if self._worker is not None and self._worker.is_alive():
+            return
+        with self._load_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="ovsam-learn", daemon=True)
+                self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                kind, args = job
+                getattr(self, "_job_" + kind)(*args)
+            except Exception as e:  # noqa: BLE001 - a bad annotation must not stop learning
+                self.metrics.add("learn_errors")
+                log.warning("learning failed: %s: %s", type(e).__name__, e)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until queued learning jobs are done (tests, shutdown)."""
+        end = time.time() + timeout
+        while self._queue.unfinished_tasks and time.time() < end:
+            time.sleep(0.01)
+
+    def _job_learn_tasks(self, project: str, config: str, tasks: Sequence[Mapping]) -> int:
+        n = 0
+        for t in tasks:
+            for a in (t.get("annotations") or []) if isinstance(t, Mapping) else []:
+                try:
+                    n += self._job_learn(project, config, t, a)
+                except Exception as e:  # noqa: BLE001
+                    self.metrics.add("learn_errors")
+                    log.warning("task %s: learning failed: %s", t.get("id"), e)
+        return n
+
+    def _job_train_from_ls(self, project: str) -> int:
+        """START_TRAINING: learn from every annotated task of the project (read from Label Studio)."""
+        import json
+
+        if not self.s.label_studio_url:
+            log.warning("START_TRAINING: set LABEL_STUDIO_URL to let the backend read the project's annotations")
+            return 0
+        pid = int(project)
+        cfg_raw = self.fetcher.fetch(f"/api/projects/{pid}")  # JSON with label_config
+        label_config = json.loads(cfg_raw).get("label_config")
+        raw = self.fetcher.fetch(f"/api/projects/{pid}/export?exportType=JSON&download_all_tasks=false")
+        tasks = json.loads(raw)
+        return self._job_learn_tasks(project, label_config, tasks if isinstance(tasks, list) else [])
+
+    def _job_learn(self, project: str, config: str, task: Mapping, ann: Mapping) -> int:
+        """Store the prototypes of one annotation (replacing the ones it had)."""
+        ann_id = str(ann.get("id"))
+        if ann.get("was_cancelled"):
+            self.store.delete_annotation(project, ann_id)
+            return 0
+        try:
+            cfg = parse_label_config(config)
+        except LabelConfigError as e:
+            log.info("annotation %s: label config not usable: %s", ann_id, e)
+            return 0
+        data = task.get("data") if isinstance(task.get("data"), Mapping) else {}
+        known: Dict[str, ProjectLabel] = {}
+        for c in cfg.controls:
+            for lab in c.labels_for(data):
+                known.setdefault(lab.name, lab)
+        mapper = LabelMapper(list(known.values()))
+        by_image: Dict[str, List[Tuple[Mapping, str]]] = {}
+        for it in ann.get("result") or []:
+            if not isinstance(it, Mapping) or region_kind(it) is None:
+                continue
+            labs = region_labels(it)
+            lab = mapper.find(labs[0]) if labs else None
+            if lab is None:
+                continue
+            by_image.setdefault(str(it.get("to_name")), []).append((it, lab.name))
+        items: List[Tuple[str, Optional[str], np.ndarray]] = []
+        pred = self.predictor()
+        for to_name, regs in by_image.items():
+            try:
+                img = self._image_for(task, cfg, to_name)
+            except (ImageFetchError, LabelConfigError) as e:
+                log.info("annotation %s: image not readable: %s", ann_id, e)
+                continue
+            with self.model_lock:
+                emb = pred.embed(img)
+                for it, label in regs:
+                    try:
+                        prompt, mask = region_geometry(it, img.width, img.height)
+                        if prompt is None:
+                            continue
+                        box = prompt.box
+                        if mask is None and box is None:  # keypoint: segment it to find the object
+                            o = pred.predict(emb, prompt, vocabulary=["object"], top_k=1).objects[0]
+                            mask = o.mask if o.area else None
+                            box = o.bbox_xyxy if o.area else None
+                        d = region_descriptor(emb, mask=mask, box=box)
+                    except (RegionError, PromptError, ValueError) as e:
+                        log.info("annotation %s: region %s skipped: %s", ann_id, it.get("id"), e)
+                        continue
+                    if any(lab == label and float(np.dot(v, d)) > 0.995 for lab, _, v in items):
+                        continue  # the same object again (e.g. its brush and polygon)
+                    items.append((label, it.get("id"), d))
+        n = self.store.replace_annotation(project, self.model_key, ann_id, str(task.get("id")), items)
+        self.metrics.add("prototypes_learned", n)
+        log.info("annotation %s (task %s): %d prototypes stored", ann_id, task.get("id"), n)
+        return n
+
+    # ================================================================== metrics
+    def metrics_json(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"model": self.s.model, "model_version": self.model_version, "model_loaded": self.loaded,
+                               "uptime_seconds": round(time.time() - self.metrics.started, 3),
+                               "rss_bytes": _rss_bytes(), "counters": self.metrics.snapshot(),
+                               "learning_queue": self._queue.qsize()}
+        if self._predictor is not None:
+            cache = self._predictor.cache
+            out["embedding_cache"] = {"entries": len(cache), "bytes": int(cache.nbytes),
+                                      "encoder_calls": int(self._predictor.encoder_calls)}
+        with self._images_lock:
+            out["image_cache"] = {"entries": len(self._images), "bytes": self._images_bytes}
+        if self.store is not None:
+            out["prototypes"] = self.store.counts()
+        return out
+
+    def close(self) -> None:
+        if self._worker is not None and self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join(timeout=5)

@@ -1,0 +1,269 @@
+"""Fetching task images safely.
+
+Accepted image references (the task's ``data[<key>]``):
+
+* ``/data/upload/<project>/<file>`` (uploads) and ``/data/local-files/?d=<path>`` (local
+  storage): read from ``upload_dir`` / ``document_root`` when configured (never outside them:
+  ``..``, absolute paths and symlinks that leave the root are refused), else downloaded from
+  ``LABEL_STUDIO_URL`` with its API key;
+* ``s3://``, ``gs://``, ``azure-blob://`` ...: resolved by Label Studio
+  (``/tasks/<id>/presign/?fileuri=...``), which answers with the bytes or a redirect to a
+  presigned URL;
+* ``http(s)://`` URLs: only on Label Studio's host or a host of ``allowed_hosts``;
+* ``data:image/...;base64,...``.
+
+SSRF: every request (and every redirect hop, followed by hand) must go to Label Studio's host
+or an allowed host; the one exception is the redirect Label Studio's presign endpoint answers
+with, which may go to any *public* https address (cloud storage). Addresses are checked after
+DNS resolution: loopback, private, link-local and reserved addresses are refused unless the host
+is Label Studio's or allowlisted. Sizes are capped (``max_image_bytes``) while streaming.
+
+Auth: a legacy token is sent as ``Authorization: Token <key>``; a personal access token (a JWT
+refresh token) is exchanged at ``/api/token/refresh`` for a short-lived access token sent as
+``Bearer`` (renewed on 401). Credentials are only ever sent to Label Studio's host.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Optional, Tuple
+from urllib.parse import parse_qs, quote, unquote, urljoin, urlparse
+
+log = logging.getLogger("ovsam.label_studio")
+
+CLOUD_SCHEMES = ("s3", "gs", "azure-blob", "azure-spi", "gcs")
+MAX_REDIRECTS = 3
+
+
+class ImageFetchError(Exception):
+    """An image that cannot be fetched; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ForbiddenImageSource(ImageFetchError):
+    """A reference the backend refuses to follow (SSRF or path traversal); logged as a warning."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 403)
+        log.warning("image source %s", message)
+
+
+def _host_port(url: str) -> Tuple[str, int]:
+    p = urlparse(url)
+    port = p.port or (443 if p.scheme == "https" else 80)
+    return (p.hostname or "").lower(), port
+
+
+def _is_public(ip: str) -> bool:
+    a = ipaddress.ip_address(ip)
+    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+        a = a.ipv4_mapped
+    return not (a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast
+                or a.is_unspecified)
+
+
+def is_jwt(token: str) -> bool:
+    return token.count(".") == 2 and token.startswith("eyJ")
+
+
+def safe_join(root: str, relative: str) -> Path:
+    """``root/relative`` resolved (symlinks too) and checked to stay inside ``root``."""
+    rel = unquote(relative).replace("\\", "/")
+    if "\x00" in rel:
+        raise ForbiddenImageSource("refused: NUL byte in the path")
+    base = Path(root).resolve()
+    target = (base / rel.lstrip("/")).resolve()
+    if target != base and base not in target.parents:
+        raise ForbiddenImageSource(f"refused: {relative!r} leaves the document root")
+    return target
+
+
+class ImageFetcher:
+    """Resolves and downloads task images under the rules of the module docstring."""
+
+    def __init__(self, settings, session=None) -> None:
+        self.s = settings
+        self._session = session
+        self._access: Optional[Tuple[str, float]] = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public
+    def fetch(self, ref: str, task_id: Optional[int] = None) -> bytes:
+        """The bytes of ``ref`` (an image reference, or a Label Studio API path such as ``/api/...``)."""
+        if not isinstance(ref, str) or not ref.strip():
+            raise ImageFetchError("the task has no image reference (empty value)", 422)
+        return self._fetch(ref.strip(), task_id)
+
+    # ------------------------------------------------------------------ routing
+    def _fetch(self, ref: str, task_id: Optional[int]) -> bytes:
+        if ref.startswith("data:"):
+            return self._data_url(ref)
+        scheme = ref.split(":", 1)[0].lower() if "://" in ref else ""
+        if scheme in CLOUD_SCHEMES:
+            if task_id is None:
+                raise ImageFetchError("a cloud-storage image needs the task id to be resolved by Label Studio")
+            return self._from_label_studio(f"/tasks/{int(task_id)}/presign/?fileuri={quote(ref, safe='')}",
+                                           presign=True)
+        if scheme in ("http", "https"):
+            return self._http(ref)
+        if scheme:
+            raise ForbiddenImageSource(f"refused: unsupported URL scheme {scheme!r}")
+        path = ref if ref.startswith("/") else "/" + ref
+        if path.startswith("/upload/"):
+            path = "/data" + path
+        parsed = urlparse(path)
+        if parsed.path.rstrip("/") == "/data/local-files":
+            d = (parse_qs(parsed.query).get("d") or [""])[0]
+            if not d:
+                raise ImageFetchError("local-files URL without ?d=<path>", 422)
+            if self.s.document_root:
+                return self._read_file(safe_join(self.s.document_root, d))
+            return self._from_label_studio(path)
+        if parsed.path.startswith("/data/upload/"):
+            if self.s.upload_dir:
+                return self._read_file(safe_join(self.s.upload_dir, parsed.path[len("/data/upload/"):]))
+            return self._from_label_studio(path)
+        if parsed.path.startswith(("/data/", "/storage-data/", "/tasks/", "/api/")):
+            return self._from_label_studio(path)
+        raise ForbiddenImageSource(f"refused: {ref[:200]!r} is neither a Label Studio URL nor an allowed URL")
+
+    def _data_url(self, ref: str) -> bytes:
+        head, _, payload = ref.partition(",")
+        if not head.startswith("data:image/") or not head.endswith(";base64"):
+            raise ImageFetchError("only base64 data:image/... URLs are supported", 422)
+        if len(payload) > self.s.max_image_bytes * 4 // 3 + 4:
+            raise ImageFetchError(f"image larger than {self.s.max_image_bytes} bytes", 413)
+        try:
+            return base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise ImageFetchError("the data: URL is not valid base64", 422) from None
+
+    def _read_file(self, path: Path) -> bytes:
+        if not path.is_file():
+            raise ImageFetchError(f"image not found: {path.name}", 404)
+        size = path.stat().st_size
+        if size > self.s.max_image_bytes:
+            raise ImageFetchError(f"image {path.name} is {size} bytes, over the {self.s.max_image_bytes} limit", 413)
+        return path.read_bytes()
+
+    # ------------------------------------------------------------------ http
+    @property
+    def session(self):
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+            self._session.trust_env = False  # no proxies from the environment: we check hosts ourselves
+        return self._session
+
+    def _ls_base(self) -> str:
+        if not self.s.label_studio_url:
+            raise ImageFetchError("this image is served by Label Studio: set LABEL_STUDIO_URL (and "
+                                  "LABEL_STUDIO_API_KEY) for the backend", 422)
+        return self.s.label_studio_url.rstrip("/")
+
+    def _is_ls(self, url: str) -> bool:
+        return bool(self.s.label_studio_url) and _host_port(url) == _host_port(self.s.label_studio_url)
+
+    def _allowed(self, url: str) -> bool:
+        host, port = _host_port(url)
+        return host in self.s.allowed_hosts or f"{host}:{port}" in self.s.allowed_hosts
+
+    def _check_public(self, url: str) -> None:
+        host, port = _host_port(url)
+        if not host:
+            raise ForbiddenImageSource("refused: URL without a host")
+        try:
+            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        except socket.gaierror:
+            raise ImageFetchError(f"cannot resolve host {host!r}", 422) from None
+        for info in infos:
+            if not _is_public(info[4][0]):
+                raise ForbiddenImageSource(f"refused: {host} resolves to a non-public address")
+
+    def _from_label_studio(self, path: str, presign: bool = False) -> bytes:
+        return self._http(self._ls_base() + path, presign=presign)
+
+    def _auth_header(self, force_refresh: bool = False) -> Optional[str]:
+        key = self.s.api_key
+        if not key:
+            return None
+        if not is_jwt(key):
+            return f"Token {key}"
+        with self._lock:
+            if self._access and not force_refresh and self._access[1] > time.time():
+                return f"Bearer {self._access[0]}"
+        r = self.session.post(self._ls_base() + "/api/token/refresh/", json={"refresh": key},
+                              timeout=self.s.fetch_timeout, allow_redirects=False)
+        if r.status_code != 200:
+            raise ImageFetchError(f"Label Studio refused the personal access token ({r.status_code}); "
+                                  "check LABEL_STUDIO_API_KEY", 502)
+        access = r.json().get("access")
+        with self._lock:
+            self._access = (access, time.time() + 240)  # access tokens live ~5 min
+        return f"Bearer {access}"
+
+    def _http(self, url: str, presign: bool = False) -> bytes:
+        origin_ls = self._is_ls(url)
+        if not origin_ls and not self._allowed(url):
+            raise ForbiddenImageSource(
+                f"refused: {_host_port(url)[0] or url[:80]} is not Label Studio's host nor in OVSAM_LS_ALLOWED_HOSTS")
+        retried = False
+        for _ in range(MAX_REDIRECTS + 1):
+            headers = {"User-Agent": "ovsam-label-studio"}
+            is_ls = self._is_ls(url)
+            if is_ls:
+                auth = self._auth_header(force_refresh=retried)
+                if auth:
+                    headers["Authorization"] = auth
+            try:
+                r = self.session.get(url, headers=headers, stream=True, timeout=self.s.fetch_timeout,
+                                     allow_redirects=False)
+            except Exception as e:  # noqa: BLE001 - requests' many connection errors
+                raise ImageFetchError(f"cannot download the image from {_host_port(url)[0]}: {type(e).__name__}", 502) from None
+            try:
+                if r.status_code in (301, 302, 303, 307, 308):
+                    nxt = urljoin(url, r.headers.get("Location", ""))
+                    if not nxt.startswith(("http://", "https://")):
+                        raise ForbiddenImageSource("refused: redirect to a non-http URL")
+                    if self._is_ls(nxt) or self._allowed(nxt):
+                        url = nxt
+                        continue
+                    if presign and is_ls and nxt.startswith("https://"):
+                        self._check_public(nxt)  # cloud storage: public https only
+                        url = nxt
+                        continue
+                    raise ForbiddenImageSource(f"refused: redirect to {_host_port(nxt)[0]}")
+                if r.status_code == 401 and is_ls and self.s.api_key and is_jwt(self.s.api_key) and not retried:
+                    retried = True
+                    continue
+                if r.status_code in (401, 403) and is_ls:
+                    raise ImageFetchError(
+                        f"Label Studio answered {r.status_code} for the image: set LABEL_STUDIO_API_KEY to a valid "
+                        "legacy token or personal access token", 502)
+                if r.status_code == 404:
+                    raise ImageFetchError("image not found (404)", 404)
+                if r.status_code >= 400:
+                    raise ImageFetchError(f"the image download failed with HTTP {r.status_code}", 502)
+                length = r.headers.get("Content-Length")
+                if length and length.isdigit() and int(length) > self.s.max_image_bytes:
+                    raise ImageFetchError(f"image is {length} bytes, over the {self.s.max_image_bytes} limit", 413)
+                chunks, total = [], 0
+                for chunk in r.iter_content(1 << 16):
+                    total += len(chunk)
+                    if total > self.s.max_image_bytes:
+                        raise ImageFetchError(f"image larger than {self.s.max_image_bytes} bytes", 413)
+                    chunks.append(chunk)
+                return b"".join(chunks)
+            finally:
+                r.close()
+        raise ImageFetchError("too many redirects", 502)

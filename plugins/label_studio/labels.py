@@ -1,0 +1,321 @@
+"""Label config parsing (with label-studio-sdk's ``LabelInterface``) and label mapping.
+
+What the backend reads from a project's label config:
+
+* **prompt controls**: ``KeyPointLabels`` and ``RectangleLabels`` (``smart="true"`` for the
+  interactive smart tools; in batch mode their regions in annotations/predictions are prompts);
+* **output controls**: every ``BrushLabels``, ``PolygonLabels`` and ``RectangleLabels`` on an
+  ``Image``. A *smart* ``RectangleLabels`` is an output only when the image has no brush or
+  polygon output (a box-only project). ``ovsam_skip="true"`` on a control removes it from the
+  outputs, ``ovsam_output="true"`` forces it in;
+* **labels**: ``<Label value=... alias=... predicted_values="a, b">`` (the result uses the alias
+  when there is one, as Label Studio does), or dynamic labels ``<XLabels value="$field">`` read
+  from the task data (a list of strings or of ``{"value": ..., "alias"?, "predicted_values"?}``).
+
+:class:`LabelMapper` turns class probabilities of any vocabulary into probabilities of the
+project's labels: a vocabulary class maps to a label when one of its synonyms equals (case-
+insensitively, ``_`` read as a space) the label's value, alias or one of its predicted values.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ovsam_core import split_label
+
+#: control tag -> kind
+OUTPUT_TAGS = {"BrushLabels": "brush", "PolygonLabels": "polygon", "RectangleLabels": "rectangle"}
+PROMPT_TAGS = {"KeyPointLabels": "keypoint", "RectangleLabels": "rectangle"}
+#: result ``type`` -> kind (Label Studio writes the lower-cased tag name)
+RESULT_TYPES = {"keypointlabels": "keypoint", "keypoint": "keypoint", "rectanglelabels": "rectangle",
+                "rectangle": "rectangle", "polygonlabels": "polygon", "polygon": "polygon",
+                "brushlabels": "brush", "brush": "brush"}
+MAX_CONFIG_CHARS = 1_000_000
+
+
+class LabelConfigError(ValueError):
+    """The label config cannot be used by this backend; the message says why."""
+
+
+def normalise(text: str) -> List[str]:
+    """Matching keys of a name: its synonyms, lower-cased, ``_`` as space, spaces collapsed."""
+    keys = split_label(text) or [text.strip().lower()]
+    return [re.sub(r"\s+", " ", k) for k in keys if k]
+
+
+def _truthy(v: Optional[str]) -> bool:
+    return str(v or "").strip().lower() in ("true", "1", "yes")
+
+
+@dataclass(frozen=True)
+class ProjectLabel:
+    """One label of a control.
+
+    Attributes:
+        name: what results carry (the alias if set, else the value).
+        text: the human-readable class name that is embedded (the ``value``).
+        synonyms: ``predicted_values`` (vocabulary names that mean this label).
+    """
+
+    name: str
+    text: str
+    synonyms: Tuple[str, ...] = ()
+
+    @property
+    def keys(self) -> Tuple[str, ...]:
+        out: List[str] = []
+        for t in (self.text, self.name, *self.synonyms):
+            for k in normalise(t):
+                if k not in out:
+                    out.append(k)
+        return tuple(out)
+
+    @property
+    def vocab_entry(self) -> str:
+        """A vocabulary line: the value, then the predicted values as synonyms."""
+        parts = [self.text, *self.synonyms]
+        return ",".join(p.replace(",", " ").strip() for p in parts if p.strip())
+
+
+@dataclass(frozen=True)
+class Control:
+    """A control tag on an image."""
+
+    name: str
+    tag: str
+    to_name: str
+    image_key: str
+    labels: Tuple[ProjectLabel, ...]
+    dynamic_field: Optional[str] = None
+    smart: bool = False
+    forced_output: Optional[bool] = None  # ovsam_output / ovsam_skip
+
+    @property
+    def kind(self) -> str:
+        return OUTPUT_TAGS.get(self.tag) or PROMPT_TAGS[self.tag]
+
+    @property
+    def result_type(self) -> str:
+        return self.tag.lower()
+
+    def labels_for(self, task_data: Optional[Mapping] = None) -> Tuple[ProjectLabel, ...]:
+        """Static labels, plus the task's dynamic labels when the control reads ``$field``."""
+        if not self.dynamic_field:
+            return self.labels
+        raw = (task_data or {}).get(self.dynamic_field) or []
+        out = list(self.labels)
+        seen = {lab.name for lab in out}
+        if isinstance(raw, (str, dict)):
+            raw = [raw]
+        for item in raw if isinstance(raw, list) else []:
+            if isinstance(item, str):
+                lab = ProjectLabel(item, item)
+            elif isinstance(item, dict) and isinstance(item.get("value"), str):
+                pv = item.get("predicted_values") or ()
+                if isinstance(pv, str):
+                    pv = [s.strip() for s in pv.split(",")]
+                lab = ProjectLabel(str(item.get("alias") or item["value"]), item["value"],
+                                   tuple(str(s).strip() for s in pv if str(s).strip()))
+            else:
+                continue
+            if lab.name not in seen:
+                seen.add(lab.name)
+                out.append(lab)
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """The parts of a label config this backend uses."""
+
+    controls: Tuple[Control, ...]
+    digest: str
+
+    @property
+    def prompt_controls(self) -> Tuple[Control, ...]:
+        return tuple(c for c in self.controls if c.tag in PROMPT_TAGS)
+
+    @property
+    def output_controls(self) -> Tuple[Control, ...]:
+        out = []
+        for c in self.controls:
+            if c.tag not in OUTPUT_TAGS or c.forced_output is False:
+                continue
+            if c.forced_output is None and c.tag == "RectangleLabels" and c.smart:
+                others = [o for o in self.controls if o.to_name == c.to_name and o.tag in ("BrushLabels", "PolygonLabels")
+                          and o.forced_output is not False]
+                if others:
+                    continue
+            out.append(c)
+        return tuple(out)
+
+    def control(self, name: str) -> Optional[Control]:
+        for c in self.controls:
+            if c.name == name:
+                return c
+        return None
+
+    def outputs_for(self, to_name: str) -> Tuple[Control, ...]:
+        return tuple(c for c in self.output_controls if c.to_name == to_name)
+
+    def image_key(self, to_name: str) -> str:
+        for c in self.controls:
+            if c.to_name == to_name:
+                return c.image_key
+        raise LabelConfigError(f"no image named {to_name!r} in the label config")
+
+
+def _parse(config: str) -> ProjectConfig:
+    if not isinstance(config, str) or not config.strip():
+        raise LabelConfigError("the label config is empty")
+    if len(config) > MAX_CONFIG_CHARS:
+        raise LabelConfigError(f"the label config is larger than {MAX_CONFIG_CHARS} characters")
+    if re.search(r"<!(DOCTYPE|ENTITY)", config, re.IGNORECASE):
+        raise LabelConfigError("label configs with DOCTYPE or ENTITY declarations are refused")
+    from label_studio_sdk.label_interface import LabelInterface
+
+    try:
+        li = LabelInterface(config)
+    except Exception as e:  # noqa: BLE001 - the SDK raises many kinds for bad XML
+        raise LabelConfigError(f"cannot parse the label config: {' '.join(str(e).split())[:300]}") from None
+    controls: List[Control] = []
+    for name, c in li._controls.items():  # the SDK exposes controls as a property too; same dict
+        if c.tag not in OUTPUT_TAGS and c.tag not in PROMPT_TAGS:
+            continue
+        images = [o for o in (c.objects or []) if o.tag == "Image"]
+        if not images:
+            continue
+        obj = images[0]
+        value = obj.attr.get("value") or ""
+        if not value.startswith("$"):
+            continue  # a fixed image URL in the config: nothing task-dependent to label
+        labels = []
+        for key, tag in (c.labels_attrs or {}).items():
+            attr = getattr(tag, "attr", {}) or {}
+            pv = [s.strip() for s in str(attr.get("predicted_values", "")).split(",") if s.strip()]
+            labels.append(ProjectLabel(str(key), str(attr.get("value") or key), tuple(pv)))
+        dyn = c.attr.get("value")
+        forced = None
+        if _truthy(c.attr.get("ovsam_skip")):
+            forced = False
+        elif _truthy(c.attr.get("ovsam_output")):
+            forced = True
+        controls.append(Control(
+            name=name, tag=c.tag, to_name=obj.name, image_key=value[1:], labels=tuple(labels),
+            dynamic_field=dyn[1:] if isinstance(dyn, str) and dyn.startswith("$") else None,
+            smart=_truthy(c.attr.get("smart")) or _truthy(c.attr.get("smartOnly")), forced_output=forced))
+    cfg = ProjectConfig(tuple(controls), hashlib.sha256(config.encode()).hexdigest()[:16])
+    if not cfg.output_controls:
+        raise LabelConfigError(
+            "the label config has no output this backend can fill: add a BrushLabels, PolygonLabels or "
+            "RectangleLabels control on an <Image value=\"$...\"> (and KeyPointLabels/RectangleLabels "
+            "smart=\"true\" for interactive prompts)")
+    for c in cfg.output_controls:
+        if not c.labels and not c.dynamic_field:
+            raise LabelConfigError(f"output control {c.name!r} has no <Label> (and no dynamic labels value=\"$...\")")
+    return cfg
+
+
+_CACHE: "OrderedDict[str, ProjectConfig]" = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def parse_label_config(config: str) -> ProjectConfig:
+    """Parse (and cache) a label config; :class:`LabelConfigError` if unusable."""
+    key = hashlib.sha256(config.encode()).hexdigest() if isinstance(config, str) else ""
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return hit
+    cfg = _parse(config)
+    with _CACHE_LOCK:
+        _CACHE[key] = cfg
+        while len(_CACHE) > 64:
+            _CACHE.popitem(last=False)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------- mapping
+class LabelMapper:
+    """Maps a vocabulary's classes onto project labels.
+
+    Args:
+        labels: the project labels (any order; duplicates by name are merged).
+        class_names: the vocabulary's class strings (synonyms separated by commas), or ``None``
+            when the vocabulary *is* the project's labels (:meth:`vocabulary` builds it).
+    """
+
+    def __init__(self, labels: Sequence[ProjectLabel], class_names: Optional[Sequence[str]] = None) -> None:
+        uniq: Dict[str, ProjectLabel] = {}
+        for lab in labels:
+            uniq.setdefault(lab.name, lab)
+        self.labels: Tuple[ProjectLabel, ...] = tuple(uniq.values())
+        self.index = {lab.name: i for i, lab in enumerate(self.labels)}
+        key_to_labels: Dict[str, List[int]] = {}
+        for i, lab in enumerate(self.labels):
+            for k in lab.keys:
+                key_to_labels.setdefault(k, []).append(i)
+        self._key_to_labels = key_to_labels
+        self.own_vocabulary = class_names is None
+        if class_names is None:
+            class_names = self.vocabulary()
+        # display name (first synonym) -> labels it maps to
+        self._display: Dict[str, List[int]] = {}
+        for name in class_names:
+            syn = normalise(name)
+            if not syn:
+                continue
+            hits: List[int] = []
+            for s in syn:
+                for i in key_to_labels.get(s, []):
+                    if i not in hits:
+                        hits.append(i)
+            if hits:
+                self._display.setdefault(syn[0], [])
+                for i in hits:
+                    if i not in self._display[syn[0]]:
+                        self._display[syn[0]].append(i)
+
+    def vocabulary(self) -> List[str]:
+        """Vocabulary entries for the project's own labels (deduplicated, embeddable only)."""
+        out, seen = [], set()
+        for lab in self.labels:
+            entry = lab.vocab_entry
+            keys = normalise(entry)
+            if not split_label(entry) or keys[0] in seen:
+                continue
+            seen.add(keys[0])
+            out.append(entry)
+        return out
+
+    @property
+    def mapped(self) -> bool:
+        """Whether any vocabulary class maps to a project label."""
+        return bool(self._display)
+
+    def label_probs(self, top_k: Iterable[Tuple[str, float]]) -> np.ndarray:
+        """(L,) probability of each label: the summed probability of the classes mapping to it."""
+        p = np.zeros(len(self.labels), np.float64)
+        for name, score in top_k:
+            key = normalise(name)
+            for i in self._display.get(key[0] if key else "", ()):
+                p[i] += float(score)
+        return p
+
+    def find(self, name: str) -> Optional[ProjectLabel]:
+        """A project label by result name, or by value / alias / predicted value."""
+        if name in self.index:
+            return self.labels[self.index[name]]
+        keys = normalise(name)
+        for k in keys:
+            hits = self._key_to_labels.get(k)
+            if hits:
+                return self.labels[hits[0]]
+        return None

@@ -1,0 +1,204 @@
+"""Label Studio regions (percent of the image) <-> prompts and masks (original-image pixels).
+
+Label Studio stores geometry in percent of the original image: ``x``/``width`` of its width,
+``y``/``height`` of its height; a rectangle's ``rotation`` (degrees, clockwise) turns it about its
+top-left corner. This module converts regions of the kinds the backend reads into
+:class:`ovsam_core.Prompt` objects (keypoints, rectangles) and into masks (rectangles,
+polygons, brush RLE) for learning.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ovsam_core import Prompt
+
+from .labels import RESULT_TYPES
+
+
+class RegionError(ValueError):
+    """A region that cannot be read (bad numbers, unknown format)."""
+
+
+def _num(v: Any, what: str) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise RegionError(f"{what} is not a number: {v!r}") from None
+    if not math.isfinite(f):
+        raise RegionError(f"{what} is not finite: {v!r}")
+    return f
+
+
+def region_kind(item: Mapping) -> Optional[str]:
+    """``keypoint``, ``rectangle``, ``polygon``, ``brush`` or None for other result types."""
+    return RESULT_TYPES.get(str(item.get("type", "")).lower()) if isinstance(item, Mapping) else None
+
+
+def region_labels(item: Mapping) -> List[str]:
+    """The labels of a region (``value[<type>]``, e.g. ``value["rectanglelabels"]``)."""
+    value = item.get("value") or {}
+    t = str(item.get("type", "")).lower()
+    labs = value.get(t) if isinstance(value, Mapping) else None
+    if labs is None and isinstance(value, Mapping):
+        for k, v in value.items():
+            if k.endswith("labels") and isinstance(v, list):
+                labs = v
+                break
+    return [str(x) for x in labs] if isinstance(labs, list) else []
+
+
+def rect_box(value: Mapping, width: int, height: int) -> Tuple[float, float, float, float]:
+    """Axis-aligned pixel box (x0, y0, x1, y1) of a (possibly rotated) rectangle value."""
+    x = _num(value.get("x"), "rectangle x") * width / 100.0
+    y = _num(value.get("y"), "rectangle y") * height / 100.0
+    w = _num(value.get("width"), "rectangle width") * width / 100.0
+    h = _num(value.get("height"), "rectangle height") * height / 100.0
+    rot = _num(value.get("rotation", 0) or 0, "rectangle rotation")
+    if abs(rot) < 1e-9:
+        return (x, y, x + w, y + h)
+    a = math.radians(rot)
+    ca, sa = math.cos(a), math.sin(a)
+    xs, ys = [], []
+    for dx, dy in ((0, 0), (w, 0), (w, h), (0, h)):
+        xs.append(x + dx * ca - dy * sa)
+        ys.append(y + dx * sa + dy * ca)
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+def keypoint_xy(value: Mapping, width: int, height: int) -> Tuple[float, float]:
+    return (_num(value.get("x"), "keypoint x") * width / 100.0, _num(value.get("y"), "keypoint y") * height / 100.0)
+
+
+def clip_point(x: float, y: float, width: int, height: int) -> Tuple[float, float]:
+    return (min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height)))
+
+
+@dataclass(frozen=True)
+class PromptRegion:
+    """A prompt with where it came from."""
+
+    prompt: Prompt
+    to_name: str
+    label: Optional[str]  # the label on the prompt region (the smart tool's selected label)
+    source_id: Optional[str] = None
+
+
+def interactive_prompt(items: Sequence[Mapping], width: int, height: int,
+                       to_name: str) -> Optional[PromptRegion]:
+    """One prompt from a smart-tool context: all keypoints (``is_positive``) + the last rectangle."""
+    points: List[Tuple[float, float, int]] = []
+    box = None
+    label = None
+    for it in items:
+        if it.get("to_name") != to_name:
+            continue
+        kind = region_kind(it)
+        value = it.get("value") or {}
+        if kind == "keypoint":
+            x, y = clip_point(*keypoint_xy(value, width, height), width, height)
+            positive = it.get("is_positive", True)
+            points.append((x, y, 0 if positive is False or str(positive).lower() == "false" else 1))
+        elif kind == "rectangle":
+            box = rect_box(value, width, height)
+        else:
+            continue
+        labs = region_labels(it)
+        if labs:
+            label = labs[0]
+    if not points and box is None:
+        return None
+    if box is None and not any(lab == 1 for _, _, lab in points):
+        return None  # only negative clicks: nothing to segment yet
+    p = Prompt.from_points(points) if points else Prompt()
+    return PromptRegion(Prompt(p.points, p.labels, box), to_name, label)
+
+
+def batch_prompts(items: Sequence[Mapping], width: int, height: int, to_name: str) -> List[PromptRegion]:
+    """One prompt per rectangle and per positive keypoint of an annotation or prediction."""
+    out: List[PromptRegion] = []
+    for it in items:
+        if not isinstance(it, Mapping) or it.get("to_name") != to_name:
+            continue
+        kind = region_kind(it)
+        value = it.get("value") or {}
+        labs = region_labels(it)
+        try:
+            if kind == "rectangle":
+                out.append(PromptRegion(Prompt.from_box(*rect_box(value, width, height)), to_name,
+                                        labs[0] if labs else None, it.get("id")))
+            elif kind == "keypoint" and it.get("is_positive", True) is not False:
+                x, y = clip_point(*keypoint_xy(value, width, height), width, height)
+                out.append(PromptRegion(Prompt.from_points([(x, y)]), to_name, labs[0] if labs else None, it.get("id")))
+        except RegionError:
+            continue
+    return out
+
+
+# ------------------------------------------------------------------------------------- masks
+def polygon_mask(points_pct: Sequence[Sequence[float]], width: int, height: int) -> np.ndarray:
+    """(H, W) bool of a polygon given in percent: the pixels whose centre is inside (even-odd rule).
+
+    Polygons written by :mod:`.outputs` run along pixel edges, so they rasterise back to exactly
+    the pixels they were traced from.
+    """
+    pts = np.array([(_num(p[0], "polygon x") * width / 100.0, _num(p[1], "polygon y") * height / 100.0)
+                    for p in points_pct], np.float64).reshape(-1, 2)
+    if len(pts) < 3:
+        raise RegionError("a polygon needs at least 3 points")
+    mask = np.zeros((height, width), bool)
+    x, y = pts[:, 0], pts[:, 1]
+    x2, y2 = np.roll(x, -1), np.roll(y, -1)
+    r0 = max(int(np.floor(y.min() - 0.5)), 0)
+    r1 = min(int(np.ceil(y.max() + 0.5)), height)
+    for r in range(r0, r1):
+        yc = r + 0.5
+        sel = ((y <= yc) & (y2 > yc)) | ((y2 <= yc) & (y > yc))
+        if not sel.any():
+            continue
+        xs = np.sort(x[sel] + (yc - y[sel]) * (x2[sel] - x[sel]) / (y2[sel] - y[sel]))
+        for a, b in zip(xs[0::2], xs[1::2]):
+            c0 = max(int(np.ceil(a - 0.5)), 0)
+            c1 = min(int(np.ceil(b - 0.5)), width)
+            if c1 > c0:
+                mask[r, c0:c1] = True
+    return mask
+
+
+def brush_mask(value: Mapping, width: int, height: int) -> np.ndarray:
+    """(H, W) bool of a brush value in Label Studio's RLE format."""
+    from label_studio_sdk.converter.brush import decode_rle
+
+    if value.get("format", "rle") != "rle" or not isinstance(value.get("rle"), list):
+        raise RegionError("only brush regions in Label Studio's 'rle' format can be read")
+    try:
+        flat = np.asarray(decode_rle(value["rle"]), dtype=np.uint8)
+    except Exception as e:  # noqa: BLE001
+        raise RegionError(f"cannot decode the brush RLE: {e}") from None
+    if flat.size != width * height * 4:
+        raise RegionError(f"brush RLE holds {flat.size} values, expected {width}x{height}x4")
+    return flat.reshape(height, width, 4)[:, :, 3] > 0
+
+
+def region_geometry(item: Mapping, width: int, height: int) -> Tuple[Optional[Prompt], Optional[np.ndarray]]:
+    """(prompt, mask) describing a human-labelled region: the prompt re-segments it, the mask (when
+    the region has one) is where its appearance is read."""
+    kind = region_kind(item)
+    value = item.get("value") or {}
+    if kind == "rectangle":
+        return Prompt.from_box(*rect_box(value, width, height)), None
+    if kind == "keypoint":
+        return Prompt.from_points([clip_point(*keypoint_xy(value, width, height), width, height)]), None
+    if kind == "polygon":
+        mask = polygon_mask(value.get("points") or [], width, height)
+    elif kind == "brush":
+        mask = brush_mask(value, width, height)
+    else:
+        return None, None
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None, None
+    return Prompt.from_box(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)), mask

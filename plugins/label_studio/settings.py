@@ -1,0 +1,174 @@
+"""Backend settings: one frozen dataclass, read from ``OVSAM_LS_*`` (and Label Studio's) env vars.
+
+The CLI (``ovsam label-studio serve``) writes its options into the same environment variables,
+so gunicorn workers, Docker and the CLI all configure the app the same way.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Tuple
+
+
+def _bool(v: str) -> bool:
+    return v.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hosts(v: str) -> Tuple[str, ...]:
+    return tuple(h.strip().lower() for h in v.replace(";", ",").split(",") if h.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the backend is configured with.
+
+    Attributes:
+        model / device / dtype / weights_dir / weights: passed to :class:`ovsam_core.Predictor`.
+        vocab: ``None`` (default): the project's own labels (+ their ``predicted_values``); else a
+            preset (``lvis``, ``coco``, ``imagenet21k``), a vocabulary file or a ``vocab build``
+            folder, whose classes are mapped onto the project's labels.
+        model_dir: where the prototypes database lives (``MODEL_DIR`` as in label-studio-ml).
+        label_studio_url / api_key: how to fetch ``/data/...`` images (legacy token or personal
+            access token); ``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY``.
+        allowed_hosts: extra hosts images may be fetched from (besides Label Studio's).
+        document_root: local-files root (``LOCAL_FILES_DOCUMENT_ROOT``): ``/data/local-files/?d=``
+            paths are read from here directly, never from outside it.
+        upload_dir: Label Studio's ``media/upload`` folder, when the backend can read it.
+        max_image_bytes / max_image_pixels / max_body_bytes: request and image limits.
+        basic_auth_user / basic_auth_pass: optional HTTP basic auth on the backend itself.
+        top_k: alternatives reported per region.
+        label_source: ``model`` (the recognised class) or ``smart`` (the label the annotator chose
+            on the smart tool, when it is one of the output control's labels).
+        learn: store prototypes from ``ANNOTATION_CREATED/UPDATED`` webhooks.
+        prototype_weight / max_prototypes: few-shot blending weight; prototypes kept per label.
+        learn_async: process webhooks in a background thread (Label Studio waits 1 s at most).
+        warmup: start loading the model in the background when a worker starts.
+        cache_bytes: embedding LRU size; image_cache_bytes: LRU of decoded images by URL.
+    """
+
+    model: str = "ovsam-lvis"
+    vocab: Optional[str] = None
+    device: str = "auto"
+    dtype: str = "fp32"
+    weights_dir: Optional[str] = None
+    weights: Optional[str] = None
+    model_dir: str = "./ovsam-label-studio"
+    label_studio_url: Optional[str] = None
+    api_key: Optional[str] = None
+    allowed_hosts: Tuple[str, ...] = ()
+    document_root: Optional[str] = None
+    upload_dir: Optional[str] = None
+    max_image_bytes: int = 64 * 1024 ** 2
+    max_image_pixels: int = 100_000_000
+    max_body_bytes: int = 32 * 1024 ** 2
+    fetch_timeout: float = 30.0
+    basic_auth_user: Optional[str] = None
+    basic_auth_pass: Optional[str] = None
+    top_k: int = 5
+    label_source: str = "model"
+    learn: bool = True
+    prototype_weight: float = 50.0
+    max_prototypes: int = 100
+    learn_async: bool = True
+    warmup: bool = False
+    cache_bytes: int = 2 * 1024 ** 3
+    image_cache_bytes: int = 256 * 1024 ** 2
+    download: bool = True
+    extra: Dict[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.label_source not in ("model", "smart"):
+            raise ValueError(f"label_source must be 'model' or 'smart', got {self.label_source!r}")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.label_studio_url and not self.label_studio_url.startswith(("http://", "https://")):
+            raise ValueError(f"LABEL_STUDIO_URL must start with http:// or https://, got {self.label_studio_url!r}")
+        if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
+            raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS (or neither)")
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.model_dir) / "ovsam-label-studio.sqlite3"
+
+    def with_(self, **kw) -> "Settings":
+        return replace(self, **kw)
+
+
+#: env var -> (field, parser). ``OVSAM_LS_*`` first; Label Studio's / label-studio-ml's names too.
+_ENV = {
+    "OVSAM_LS_MODEL": ("model", str),
+    "OVSAM_LS_VOCAB": ("vocab", str),
+    "OVSAM_LS_DEVICE": ("device", str),
+    "OVSAM_LS_DTYPE": ("dtype", str),
+    "OVSAM_LS_WEIGHTS_DIR": ("weights_dir", str),
+    "OVSAM_LS_WEIGHTS": ("weights", str),
+    "MODEL_DIR": ("model_dir", str),
+    "OVSAM_LS_MODEL_DIR": ("model_dir", str),
+    "LABEL_STUDIO_HOST": ("label_studio_url", str),
+    "LABEL_STUDIO_URL": ("label_studio_url", str),
+    "LABEL_STUDIO_ACCESS_TOKEN": ("api_key", str),
+    "LABEL_STUDIO_API_KEY": ("api_key", str),
+    "OVSAM_LS_ALLOWED_HOSTS": ("allowed_hosts", _hosts),
+    "LOCAL_FILES_DOCUMENT_ROOT": ("document_root", str),
+    "OVSAM_LS_DOCUMENT_ROOT": ("document_root", str),
+    "OVSAM_LS_UPLOAD_DIR": ("upload_dir", str),
+    "OVSAM_LS_MAX_IMAGE_BYTES": ("max_image_bytes", int),
+    "OVSAM_LS_MAX_IMAGE_PIXELS": ("max_image_pixels", int),
+    "OVSAM_LS_MAX_BODY_BYTES": ("max_body_bytes", int),
+    "OVSAM_LS_FETCH_TIMEOUT": ("fetch_timeout", float),
+    "ML_SERVER_BASIC_AUTH_USER": ("basic_auth_user", str),
+    "ML_SERVER_BASIC_AUTH_PASS": ("basic_auth_pass", str),
+    "BASIC_AUTH_USER": ("basic_auth_user", str),
+    "BASIC_AUTH_PASS": ("basic_auth_pass", str),
+    "OVSAM_LS_TOP_K": ("top_k", int),
+    "OVSAM_LS_LABEL_SOURCE": ("label_source", str),
+    "OVSAM_LS_LEARN": ("learn", _bool),
+    "OVSAM_LS_PROTOTYPE_WEIGHT": ("prototype_weight", float),
+    "OVSAM_LS_MAX_PROTOTYPES": ("max_prototypes", int),
+    "OVSAM_LS_LEARN_ASYNC": ("learn_async", _bool),
+    "OVSAM_LS_WARMUP": ("warmup", _bool),
+    "OVSAM_LS_CACHE_BYTES": ("cache_bytes", int),
+    "OVSAM_LS_IMAGE_CACHE_BYTES": ("image_cache_bytes", int),
+    "OVSAM_LS_DOWNLOAD": ("download", _bool),
+}
+
+
+def settings_from_env(env: Optional[Mapping[str, str]] = None, **overrides) -> Settings:
+    """Settings from environment variables (later names in :data:`_ENV` win), then ``overrides``."""
+    env = os.environ if env is None else env
+    kw: Dict[str, object] = {}
+    for name, (attr, parse) in _ENV.items():
+        value = env.get(name)
+        if value is None or value == "":
+            continue
+        try:
+            kw[attr] = parse(value)
+        except ValueError:
+            raise ValueError(f"bad value for {name}: {value!r}") from None
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(Settings)}
+    unknown = set(kw) - known
+    if unknown:
+        raise TypeError(f"unknown settings: {sorted(unknown)}")
+    return Settings(**kw)  # type: ignore[arg-type]
+
+
+def settings_to_env(s: Settings) -> Dict[str, str]:
+    """The ``OVSAM_LS_*`` / Label Studio environment that reproduces ``s`` (for worker processes)."""
+    out: Dict[str, str] = {}
+    seen = set()
+    for name, (attr, _) in reversed(list(_ENV.items())):
+        if attr in seen:
+            continue
+        seen.add(attr)
+        v = getattr(s, attr)
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            out[name] = "true" if v else "false"
+        elif isinstance(v, tuple):
+            out[name] = ",".join(v)
+        else:
+            out[name] = str(v)
+    return out
