@@ -164,7 +164,10 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     store = EmbeddingStore(args.out)
     for path in tqdm(args.images, desc="embed", disable=args.quiet or len(args.images) < 2):
         emb = pred.embed(load_image(path, channels=_channels(args.channels)))
-        out = store.put(emb)
+        if args.format == "zarr":
+            out = emb.save(store.path_for(emb.signature).with_suffix(".zarr"))
+        else:
+            out = store.put(emb)
         if not args.quiet:
             print(f"{path} -> {out}")
     return 0
@@ -250,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("embed", help="compute image embeddings once (e.g. on a GPU) and save them")
     s.add_argument("images", nargs="+", type=Path)
     s.add_argument("--out", type=Path, required=True, help="output folder")
+    s.add_argument("--format", choices=["safetensors", "zarr"], default="safetensors",
+                   help="file format (both carry the model signature)")
     s.add_argument("--channels", help="channel indices for multi-channel images")
     _model_options(s)
     s.set_defaults(func=_cmd_embed)

@@ -94,11 +94,16 @@ class ImageEmbedding:
         return cls(feats, FrameTransform(tuple(fr["orig_hw"]), tuple(fr["resized_hw"]), fr["size"]), sig)
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
-        """Write a safetensors file (atomically)."""
+        """Write a safetensors file (atomically), or a zarr group when ``path`` ends in ``.zarr``.
+
+        Both carry the signature; :meth:`load` refuses files of other models.
+        """
         from safetensors.torch import save_file
 
         tensors, meta = self.to_tensors()
         path = Path(path)
+        if path.suffix == ".zarr":
+            return _save_zarr(path, tensors, meta)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
         os.close(fd)
@@ -117,19 +122,61 @@ class ImageEmbedding:
         from safetensors.torch import load_file
 
         p = Path(path)
-        try:
-            with safe_open(str(p), framework="pt") as f:
-                meta = f.metadata() or {}
-        except Exception as e:  # noqa: BLE001
-            raise EmbeddingMismatchError(f"{p} is not an ovsam embedding file: {e}") from e
+        if p.suffix == ".zarr":
+            tensors, meta = _load_zarr(p)
+        else:
+            try:
+                with safe_open(str(p), framework="pt") as f:
+                    meta = f.metadata() or {}
+            except Exception as e:  # noqa: BLE001
+                raise EmbeddingMismatchError(f"{p} is not an ovsam embedding file: {e}") from e
+            tensors = None
         if meta.get("format") != "ovsam-embedding-v1":
             raise EmbeddingMismatchError(f"{p} is not an ovsam embedding file (write one with `ovsam embed`)")
-        emb = cls.from_tensors(load_file(str(p)), meta)
+        emb = cls.from_tensors(tensors if tensors is not None else load_file(str(p)), meta)
         if expect is not None and emb.signature.model_key != tuple(expect):
             raise EmbeddingMismatchError(
                 f"{p} was computed by model {emb.signature.model!r} ({emb.signature.preprocessing}, "
                 f"{emb.signature.dtype}), not by the model in use; re-run `ovsam embed` with this model")
         return emb
+
+
+def _zarr():
+    try:
+        import zarr
+    except ImportError as e:
+        raise ImportError("zarr embeddings need zarr: pip install zarr (or 'ovsam[napari]')") from e
+    return zarr
+
+
+def _save_zarr(path: Path, tensors: Dict[str, torch.Tensor], meta: Dict[str, str]) -> Path:
+    """A zarr group: one array per tensor, the signature in the group attributes."""
+    import shutil
+
+    zarr = _zarr()
+    tmp = path.with_name(path.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    g = zarr.open_group(str(tmp), mode="w")
+    for k, v in tensors.items():
+        a = v.numpy()
+        arr = (g.create_array(k, shape=a.shape, dtype=a.dtype) if hasattr(g, "create_array")
+               else g.create_dataset(k, shape=a.shape, dtype=a.dtype))
+        arr[...] = a
+    g.attrs.update({"format": "ovsam-embedding-v1", **meta})
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+    return path
+
+
+def _load_zarr(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    zarr = _zarr()
+    try:
+        g = zarr.open_group(str(path), mode="r")
+        meta = {k: str(v) for k, v in dict(g.attrs).items()}
+        tensors = {k: torch.from_numpy(g[k][...]) for k in g.array_keys()}
+    except Exception as e:  # noqa: BLE001
+        raise EmbeddingMismatchError(f"{path} is not an ovsam embedding (zarr): {e}") from e
+    return tensors, meta
 
 
 class EmbeddingLRU:

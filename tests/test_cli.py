@@ -146,6 +146,11 @@ def test_embed_then_reuse(workdir):
     from ovsam_core.embedding import ImageEmbedding
     emb = ImageEmbedding.load(files[0])
     assert emb.image_size == (120, 200) and emb.signature.model == "ovsam-test"
+    pytest.importorskip("zarr")
+    r = ovsam("embed", workdir / "img.png", "--model", "ovsam-test", "--format", "zarr", "--out", workdir / "embz", "-q")
+    assert r.returncode == 0, r.stderr
+    (z,) = list((workdir / "embz").glob("*.zarr"))
+    assert ImageEmbedding.load(z).signature == emb.signature
 
 
 def test_vocab_build_and_use(workdir):

@@ -286,3 +286,14 @@ def test_fused_clip_boxes_and_quirk_q1(predictor, image):
     assert abs(scaled.score - probs([v * s for v in gt]).max().item()) < 1e-5
     with pytest.raises(ValueError, match="needs a box per prompt"):
         predictor.predict(emb, Prompt.from_points([(50, 40)]), "coco", mode="fused", quirk_q1=True)
+
+
+def test_zarr_embedding_roundtrip_and_refusal(predictor, image, tmp_path):
+    pytest.importorskip("zarr")
+    emb = predictor.embed(image)
+    p = emb.save(tmp_path / "e.zarr")
+    back = ImageEmbedding.load(p, expect=predictor.model_key)
+    assert back.signature == emb.signature and back.frame == emb.frame
+    assert torch.equal(back.features.c5, emb.features.c5)
+    with pytest.raises(EmbeddingMismatchError, match="not by the model in use"):
+        ImageEmbedding.load(p, expect=("ovsam-lvis", "x", "y", "fp32"))
