@@ -274,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=_cmd_export_onnx)
+    from .cli_train import register_train_commands  # train / eval / synth (heavy imports inside)
+
+    register_train_commands(sub)
     _add_plugin_commands(sub)
     return p
 
