@@ -879,18 +879,25 @@ def bench_predictor(args, loaded, image: np.ndarray, clf20k: torch.Tensor, tmp: 
     vocabs = {"lvis": None, "20k-list(cached)": list(names), "20k-folder": str(bundle)}
     for n in args.ns:
         prompts = [Prompt.from_box(*bb) for bb in random_boxes(n, (h, w), gen).tolist()]
-        reps = args.decode_repeats if n < 100 else max(2, args.decode_repeats // 2 + 1)
-        for vname, v in vocabs.items():
-            if vname == "20k-folder" and n != args.ns[0] and not args.full_vocab_matrix:
-                continue
-            for mode in ("head", "fused"):
-                if mode == "fused" and vname != "lvis":
-                    continue
-                r = time_fn(lambda: pred.predict(emb, prompts, v, mode=mode), reps)
-                log_timing(f"Predictor.predict N={n} vocab={vname} mode={mode}", r,
-                           f"= {r['median_s'] / n * 1000:.1f} ms/prompt")
-                res["rows"].append({"n": n, "vocab": vname, "mode": mode, **r,
-                                    "ms_per_prompt": r["median_s"] / n * 1000})
+        reps = args.decode_repeats if n < 100 else max(2, args.decode_repeats // 2)
+        cfgs = [(vname, v, mode) for vname, v in vocabs.items() for mode in ("head", "fused")
+                if not (mode == "fused" and vname != "lvis")
+                and not (vname == "20k-folder" and n != args.ns[0] and not args.full_vocab_matrix)]
+        # interleaved (round-robin over vocabularies/modes) so that differences are not load drift
+        for vname, v, mode in cfgs:
+            pred.predict(emb, prompts, v, mode=mode)
+        runs: Dict[Tuple[str, str], List[Dict[str, float]]] = {(c[0], c[2]): [] for c in cfgs}
+        for _ in range(reps):
+            for vname, v, mode in cfgs:
+                with Meter() as m:
+                    pred.predict(emb, prompts, v, mode=mode)
+                runs[(vname, mode)].append(m.record())
+        for (vname, mode), rr in runs.items():
+            r = summarize(rr)
+            log_timing(f"Predictor.predict N={n} vocab={vname} mode={mode}", r,
+                       f"= {r['median_s'] / n * 1000:.1f} ms/prompt")
+            res["rows"].append({"n": n, "vocab": vname, "mode": mode, **r, "interleaved": True,
+                                "ms_per_prompt": r["median_s"] / n * 1000})
     res["encoder_calls_at_end"] = pred.encoder_calls
     ctx.update(pred=pred, emb=emb, names=names)
     # post-processing share: time the per-prompt upsample + stats alone at the largest N
@@ -1165,13 +1172,21 @@ def _row(rows, **kw):
 
 
 def assess(res: Dict[str, Any]) -> List[Dict[str, Any]]:
-    out = []
+    """Targets, judged on the median and (as the less contended estimate) on the best run."""
+    out: List[Dict[str, Any]] = []
+
+    def add(target, med, best, limit, unit, foreign, applicable=True, higher_is_better=False):
+        ok = (lambda v: v >= limit) if higher_is_better else (lambda v: v <= limit)
+        out.append({"target": target, "value": f"{med:.1f}{unit}", "value_min": f"{best:.1f}{unit}",
+                    "foreign": foreign, "met": ok(med) if applicable else None,
+                    "met_min": ok(best) if applicable else None})
+
     enc = res.get("encode", {})
     rk = "ratio_sam_vit_h_fp32/ovsam_best"
     if rk in enc:
-        v = enc[rk]["median"]
-        out.append({"target": "encode: SAM-H fp32 / OVSAM best >= 6x", "value": f"{v:.2f}x (min-based {enc[rk]['min']:.2f}x)",
-                    "met": v >= TARGETS["encode_best_ratio"]})
+        fo = max(enc["modes"]["sam_vit_h_fp32"]["foreign_median"], enc["modes"]["ovsam_best"]["foreign_median"])
+        add("encode: SAM-H fp32 / OVSAM best >= 6x (best run: ratio of mins)", enc[rk]["median"], enc[rk]["min"],
+            TARGETS["encode_best_ratio"], "x", fo, higher_is_better=True)
     dec = res.get("decode", {}).get("rows", [])
     ns = res.get("decode", {}).get("ns", [])
     if dec:
@@ -1179,43 +1194,43 @@ def assess(res: Dict[str, Any]) -> List[Dict[str, Any]]:
         for what in ("decode+head", "decode+fused"):
             r = _row(dec, what=what, n=nmax, clf="lvis")
             if r:
-                out.append({"target": f"model {what} LVIS: <= 25 ms/prompt at N={nmax}",
-                            "value": f"{r['ms_per_prompt']:.1f} ms", "met": (r["ms_per_prompt"] <= 25) if nmax >= 100 else None})
+                add(f"model {what} LVIS: <= 25 ms/prompt at N={nmax}", r["median_s"] / nmax * 1000,
+                    r["min_s"] / nmax * 1000, 25, " ms", r["foreign_median"], applicable=nmax >= 100)
             r = _row(dec, what=what, n=1, clf="lvis")
             if r:
-                out.append({"target": f"model {what} LVIS: <= 60 ms single prompt",
-                            "value": f"{r['median_s'] * 1000:.1f} ms", "met": r["median_s"] * 1000 <= 60})
+                add(f"model {what} LVIS: <= 60 ms single prompt", r["median_s"] * 1000, r["min_s"] * 1000, 60,
+                    " ms", r["foreign_median"])
         for n in ns:
             a = _row(dec, what="head_logits", n=n, clf="lvis")
             b = _row(dec, what="head_logits", n=n, clf="20k")
             if a and b:
-                extra = (b["median_s"] - a["median_s"]) * 1000
-                out.append({"target": f"model head_logits: 20k vs LVIS extra <= 50 ms per call (N={n})",
-                            "value": f"{extra:.1f} ms", "met": extra <= 50})
+                add(f"model head_logits: 20k vs LVIS extra <= 50 ms per call (N={n})",
+                    (b["median_s"] - a["median_s"]) * 1000, (b["min_s"] - a["min_s"]) * 1000, 50, " ms",
+                    max(a["foreign_median"], b["foreign_median"]))
     pr = res.get("predictor", {}).get("rows", [])
     if pr:
         nmax = max(r["n"] for r in pr)
         r = _row(pr, n=nmax, vocab="lvis", mode="head")
         if r:
-            out.append({"target": f"Predictor.predict LVIS head: <= 25 ms/prompt at N={nmax}",
-                        "value": f"{r['ms_per_prompt']:.1f} ms", "met": (r["ms_per_prompt"] <= 25) if nmax >= 100 else None})
+            add(f"Predictor.predict LVIS head: <= 25 ms/prompt at N={nmax}", r["median_s"] / nmax * 1000,
+                r["min_s"] / nmax * 1000, 25, " ms", r["foreign_median"], applicable=nmax >= 100)
         r = _row(pr, n=1, vocab="lvis", mode="head")
         if r:
-            out.append({"target": "Predictor.predict LVIS head: <= 60 ms single prompt",
-                        "value": f"{r['median_s'] * 1000:.1f} ms", "met": r["median_s"] * 1000 <= 60})
+            add("Predictor.predict LVIS head: <= 60 ms single prompt", r["median_s"] * 1000, r["min_s"] * 1000,
+                60, " ms", r["foreign_median"])
         for vname in ("20k-list(cached)", "20k-folder"):
             for n in sorted({r["n"] for r in pr}):
                 a = _row(pr, n=n, vocab="lvis", mode="head")
                 b = _row(pr, n=n, vocab=vname, mode="head")
                 if a and b:
-                    extra = (b["median_s"] - a["median_s"]) * 1000
-                    out.append({"target": f"Predictor.predict {vname} vs LVIS extra <= 50 ms per call (N={n})",
-                                "value": f"{extra:.1f} ms", "met": extra <= 50})
+                    add(f"Predictor.predict {vname} vs LVIS extra <= 50 ms per call (N={n})",
+                        (b["median_s"] - a["median_s"]) * 1000, (b["min_s"] - a["min_s"]) * 1000, 50, " ms",
+                        max(a["foreign_median"], b["foreign_median"]))
     rp = res.get("predictor", {}).get("repeat_predict")
     if rp:
-        out.append({"target": "second predict on the same image does not re-encode",
-                    "value": f"encoder_calls {rp['encoder_calls_after_first']} -> {rp['encoder_calls_after_second']}",
-                    "met": rp["ok"]})
+        v = f"encoder_calls {rp['encoder_calls_after_first']} -> {rp['encoder_calls_after_second']}"
+        out.append({"target": "second predict on the same image does not re-encode", "value": v, "value_min": v,
+                    "foreign": rp["second_foreign"], "met": rp["ok"], "met_min": rp["ok"]})
     return out
 
 
@@ -1239,10 +1254,14 @@ def write_markdown(res: Dict[str, Any], path: Path) -> None:
           "times with foreign > 0.1 as upper bounds.", "",
           "Weights are random (speed does not depend on their values). Medians of the timed repeats; "
           "min is the best run.", ""]
-    L += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    L += ["## Targets", "",
+          "Judged on the median and on the best run (min). With foreign load the min is the better estimate "
+          "of an idle machine; differences of two medians taken at different load levels are noise.", "",
+          "| target | median | met | best run | met | foreign |", "|---|---|---|---|---|---|"]
+    yn = lambda m: "n/a (N=100 not run)" if m is None else ("yes" if m else "**no**")
     for a in res["targets"]:
-        met = "n/a (N=100 not run)" if a["met"] is None else ("yes" if a["met"] else "**no**")
-        L.append(f"| {a['target']} | {a['value']} | {met} |")
+        L.append(f"| {a['target']} | {a['value']} | {yn(a['met'])} | {a.get('value_min', '')} | "
+                 f"{yn(a.get('met_min'))} | {a.get('foreign', float('nan')):.2f} |")
     L.append("")
     enc = res.get("encode")
     if enc:
@@ -1280,10 +1299,16 @@ def write_markdown(res: Dict[str, Any], path: Path) -> None:
         L.append("| foreign (median) | " + " | ".join(f"{m['foreign_median']:.2f}" for m in bd["modes"].values()) + " |")
         L.append("| embedding rel. L2 vs fp32 | " + " | ".join(f"{m['embedding_rel_l2_vs_fp32']:.2g}" for m in bd["modes"].values()) + " |")
         L.append("")
-        if "sam_vit_h_fp32" in (enc or {}).get("modes", {}):
-            s = enc["modes"]["sam_vit_h_fp32"]["median_s"]
-            L.append("Implied ratio against the SAM ViT-H fp32 median above: " + ", ".join(
-                f"{k}: {s / m['median_s']:.2f}x" for k, m in bd["modes"].items()) + ".")
+        f32 = bd["modes"]["fp32"]["median_s"] if "fp32" in bd["modes"] else None
+        if f32:
+            L.append("Speed-up over fp32 within this breakdown: " + ", ".join(
+                f"{k}: {f32 / m['median_s']:.2f}x" for k, m in bd["modes"].items()) + ".")
+            rk = "ratio_sam_vit_h_fp32/ovsam_fp32"
+            if enc and rk in enc:
+                r0 = enc[rk]["median"]
+                L.append(f"Derived (not measured side by side): SAM-H fp32 / mode = (SAM-H / ovsam_fp32 from the round-robin, "
+                         f"{r0:.2f}x) x (fp32 / mode from this breakdown): " + ", ".join(
+                             f"{k}: {r0 * f32 / m['median_s']:.1f}x" for k, m in bd["modes"].items()) + ".")
             L.append("")
     comp = res.get("compile")
     if comp:
@@ -1334,7 +1359,7 @@ def write_markdown(res: Dict[str, Any], path: Path) -> None:
         L.append("")
     ma = res.get("malloc")
     if ma and "rows" in ma:
-        L += [f"### glibc allocator experiment (run last, interleaved): {ma['setting']}", "",
+        L += [f"### glibc allocator experiment (run last{', interleaved' if ma.get('interleaved') else ', before then after'}): {ma['setting']}", "",
               "| what | allocator | median | min | foreign | ms / prompt |", "|---|---|---|---|---|---|"]
         for r in ma["rows"]:
             L.append(f"| {r['what']} | {r['phase']} | {fmt_s(r['median_s'])} | {fmt_s(r['min_s'])} | "
@@ -1399,7 +1424,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     if args.render:
         jp = Path(args.render)
-        write_markdown(json.loads(jp.read_text()), jp.with_suffix(".md"))
+        data = json.loads(jp.read_text())
+        data["targets"] = assess(data)
+        jp.write_text(json.dumps(data, indent=1, default=float))
+        write_markdown(data, jp.with_suffix(".md"))
         print(f"wrote {jp.with_suffix('.md')}")
         return 0
     q = args.quick
@@ -1550,7 +1578,9 @@ def _finish(args, res, rss, whole, out_dir: Path, stem: str) -> int:
                   "phase_local": rss.can_reset}
     res["targets"] = assess(res)
     for a in res["targets"]:
-        log(f"TARGET {a['target']}: {a['value']} -> {'n/a' if a['met'] is None else ('met' if a['met'] else 'NOT met')}")
+        log(f"TARGET {a['target']}: median {a['value']} -> {'n/a' if a['met'] is None else ('met' if a['met'] else 'NOT met')}; "
+            f"best run {a['value_min']} -> {'n/a' if a['met_min'] is None else ('met' if a['met_min'] else 'NOT met')} "
+            f"(foreign {a['foreign']:.2f})")
     jpath = out_dir / f"{stem}.json"
     mpath = out_dir / f"{stem}.md"
     jpath.write_text(json.dumps(res, indent=1, default=float))
