@@ -53,7 +53,7 @@ def _print_summary(res: dict) -> None:
 
 
 def _cmd_train_distill(args: argparse.Namespace) -> int:
-    from .training.config import DistillConfig, dump_config, load_config, to_dict
+    from .training.config import DistillConfig, load_config, to_dict
 
     cfg = load_config(DistillConfig, args.config, _overrides(args))
     if args.print_config:

@@ -30,7 +30,8 @@ def markdown_report(results: Dict[str, Any]) -> str:
                 continue
             rows.append([name, _pct(s["miou_base"]), _pct(s["miou_novel"]), _pct(s["miou"]),
                          _pct(s["acc_base"]), _pct(s["acc_novel"]), _pct(s["acc"]), str(s["n"])])
-        out += [_table(["method", "IoU base", "IoU novel", "IoU all", "Acc base", "Acc novel", "Acc all", "n"], rows), ""]
+        header = ["method", "IoU base", "IoU novel", "IoU all", "Acc base", "Acc novel", "Acc all", "n"]
+        out += [_table(header, rows), ""]
     if any("table2" in m for m in methods.values()):
         out += ["## Table 2 — detector boxes as prompts (COCO mask AP, %)", ""]
         rows = []

@@ -111,7 +111,8 @@ def evaluate(
                 if dets:
                     db = np.array([d["bbox"] for d in dets], dtype=np.float32)
                     db[:, 2:] += db[:, :2]
-                    masks, probs = m.predict(boxes=db, clip_boxes=db)
+                    # no upstream reference for detector prompts: the CLIP RoI is the prompt box
+                    masks, probs = m.predict(boxes=db)
                     pred = probs.argmax(1)
                     for j, d in enumerate(dets):
                         ds = float(d.get("score", 1.0))

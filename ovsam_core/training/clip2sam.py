@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -126,10 +126,11 @@ class Clip2SamModule(nn.Module):
             d = m.cfg.prompt_dim
             sparse = torch.zeros(n, 2, d, device=device)
             if boxes_t.numel():
-                sparse = sparse.index_put((torch.nonzero(is_box).flatten(),), m.pe._embed_boxes(boxes_t))
+                pe_box = m.pe._embed_boxes(boxes_t).to(sparse.dtype)      # autocast may return fp16
+                sparse = sparse.index_put((torch.nonzero(is_box).flatten(),), pe_box)
             if points_t.numel():
                 pe_pts = m.pe._embed_points(points_t[:, None], torch.ones(len(points_t), 1, device=device), pad=True)
-                sparse = sparse.index_put((torch.nonzero(~is_box).flatten(),), pe_pts)
+                sparse = sparse.index_put((torch.nonzero(~is_box).flatten(),), pe_pts.to(sparse.dtype))
             g = m.cfg.embedding_size
             dense = m.pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(n, -1, g, g)
         return {
@@ -149,6 +150,12 @@ class Clip2SamModule(nn.Module):
         fpn = m.fpn_neck(feats)
         p = self.prompts(batch, device)
         n = p["labels"].numel()
+        if n == 0:  # no instance in any image of this batch: a zero loss that reaches every parameter
+            zero = sum(q.sum() for q in self.parameters() if q.requires_grad) * 0.0
+            one = torch.ones((), device=device)
+            return LossParts(sums={k: zero for k in ("cls", "mask", "dice")},
+                             counts={k: 0.0 * one for k in ("cls", "mask", "dice")}), {
+                "acc": torch.zeros((), device=device), "prompts": torch.zeros((), device=device)}
         masks, label_query = decode_train(m, emb[p["img_idx"]], p["sparse"], p["dense"])
         head = m.mask_decoder
         roi = roi_align_batched(fpn, p["gt_boxes"], p["img_idx"], self.loss_cfg.roi_size,

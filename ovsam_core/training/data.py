@@ -335,8 +335,15 @@ class Clip2SamDataset(torch.utils.data.Dataset):
         rgb = self.instances.load_rgb(rec)
         masks, labels = self.instances.load_masks(rec)
         if self.lsj:
-            rgb, masks, labels = lsj(rgb, masks, labels, rng, self.size, self.flip_prob,
-                                     self.scale_range, self.min_mask_area)
+            # upstream allows crops without any instance; they would carry no prompt (and no
+            # loss), so such a draw is repeated (up to 10 times, then no augmentation)
+            for _ in range(10):
+                out = lsj(rgb, masks, labels, rng, self.size, self.flip_prob, self.scale_range, self.min_mask_area)
+                if len(out[1]):
+                    break
+            else:
+                out = (*resize_eval(rgb, masks, self.size), labels)
+            rgb, masks, labels = out
         else:
             rgb, masks = resize_eval(rgb, masks, self.size)
             keep = masks.reshape(len(masks), -1).sum(1) >= max(1, self.min_mask_area)

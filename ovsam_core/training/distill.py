@@ -91,7 +91,10 @@ class TeacherCache:
     def __init__(self, directory: os.PathLike, signature: Dict[str, Any]) -> None:
         self.dir = Path(directory)
         self.signature = signature
-        self.dtype = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}[signature["dtype"]]
+        dtypes = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
+        if signature["dtype"] not in dtypes:
+            raise ValueError(f"teacher.cache_dtype must be one of {sorted(dtypes)}, got {signature['dtype']!r}")
+        self.dtype = dtypes[signature["dtype"]]
 
     def open(self, create: bool) -> "TeacherCache":
         sig_path = self.dir / "signature.json"

@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-import pytest
 
-from conftest import CONFIGS
+from training_helpers import CONFIGS
 from ovsam_core.cli_train import main, register_train_commands
 
 

@@ -7,20 +7,17 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 import torch
 
-from conftest import CONFIGS, REPO, tiny_clip2sam_config
+from training_helpers import CONFIGS, REPO, tiny_clip2sam_config
 from ovsam_core.training import train_clip2sam
 
 #: wall-clock budget of the acceptance training on the CI CPU
 TRAIN_BUDGET_S = 180.0
 #: DDP vs single process: max |loss difference| per step, relative to the loss
-DDP_RTOL = 1e-4
+DDP_RTOL = 1e-5
 
 
-@pytest.mark.xfail(strict=False, reason="issue 4 still open: the 3-minute CPU run does not yet reach "
-                                        "mIoU >= 0.75 and accuracy >= 0.9 on every run")
 def test_acceptance_tiny_model_learns_masks_and_names(trained, synth):
     """ovsam-test trained on synthetic COCO-format data: box-prompt mIoU >= 0.75 and accuracy >= 0.9
     on held-out images, over the training (base) classes, in under 3 minutes."""
@@ -32,7 +29,7 @@ def test_acceptance_tiny_model_learns_masks_and_names(trained, synth):
                    weights_dir=trained["export"], prompts=("box",), progress=False)
     t1 = res["methods"]["ovsam-test (head)"]["table1"]["box"]
     print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in t1.items()})
-    assert t1["n_base"] >= 20
+    assert t1["n_base"] >= 40
     assert t1["miou_base"] >= 0.75
     assert t1["acc_base"] >= 0.9
     # a run leaves metrics, a loss plot, a checkpoint and the export
@@ -105,3 +102,12 @@ def test_two_process_gloo_ddp_equals_one_process(synth, tmp_path):
     assert ws["global_batch"] == wd["global_batch"] == 4 and wd["world_size"] == 2
     for k, v in ws["model"].items():
         assert torch.allclose(v, wd["model"][k], rtol=1e-3, atol=1e-5), k
+
+
+def test_mixed_precision_path_runs(synth, tmp_path):
+    """The autocast path (fp16 + grad scaler on GPU; bf16 here on the CPU) trains with finite losses."""
+    train_clip2sam(tiny_clip2sam_config(synth, tmp_path, "schedule.max_iters=3", "run.log_interval=1",
+                                        "loss.num_points=256", "export.enabled=false", "data.max_images=16",
+                                        "run.amp=bf16"))
+    rows = _losses(tmp_path)
+    assert sorted(rows) == [1, 2, 3] and all(r["loss"] == r["loss"] and r["loss"] < 1e4 for r in rows.values())

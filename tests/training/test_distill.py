@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import CONFIGS
+from training_helpers import CONFIGS
 from ovsam_core.training import DistillConfig, load_config, train_distill
 from ovsam_core.training.data import ImageFolderDataset, list_images
 from ovsam_core.training.distill import build_teacher

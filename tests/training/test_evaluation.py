@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from ovsam_core.evaluation import InstanceResult, coco_mask_ap, evaluate, mask_iou, summarize_table1
@@ -101,7 +100,8 @@ def test_coco_ap_perfect_and_wrong_class(tmp_path):
             res.append({"image_id": r.id, "category_id": a["category_id"], "score": 0.9,
                         "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()}})
     ap = coco_mask_ap(gt, res, [10], [20])
-    assert ap["AP"] == pytest.approx(1.0) and ap["AP_base"] == pytest.approx(1.0) and ap["AP_novel"] == pytest.approx(1.0)
+    assert ap["AP"] == pytest.approx(1.0)
+    assert ap["AP_base"] == pytest.approx(1.0) and ap["AP_novel"] == pytest.approx(1.0)
     for r in res:
         r["category_id"] = 10                            # the novel instance mislabelled
     ap = coco_mask_ap(gt, res, [10], [20])
@@ -169,3 +169,18 @@ def test_ovsam_eval_cli_model_and_baselines(trained, synth, tmp_path):
     # the trained model beats the random-init baselines on the synthetic set
     ov = res["methods"][names[0]]["table1"]["box"]
     assert ov["miou"] > res["methods"][names[1]]["table1"]["box"]["miou"]
+
+
+def test_fused_mode_both_clip_box_frames(synth):
+    from ovsam_core.evaluation import run_eval
+
+    out = {}
+    for frame in ("original", "model"):
+        res = run_eval(synth / "images" / "val", synth / "annotations" / "instances_val.json", model="ovsam-test",
+                       mode="fused", clip_box_frame=frame, max_images=3, progress=False)
+        (name, entry), = res["methods"].items()
+        assert name == "ovsam-test (fused)"
+        out[frame] = entry["table1"]
+        assert out[frame]["box"]["n"] == out[frame]["point"]["n"] > 0
+    # same masks either way; only the frozen-CLIP RoIs differ
+    assert out["original"]["box"]["miou"] == out["model"]["box"]["miou"]

@@ -67,7 +67,8 @@ def test_defaults_are_the_upstream_recipe():
     assert (c.schedule.epochs, c.schedule.milestones, c.schedule.gamma, c.schedule.warmup_iters,
             c.schedule.warmup_factor) == (12, (8, 11), 0.1, 500, 0.001)
     assert (c.loss.cls_weight, c.loss.bg_weight, c.loss.mask_weight, c.loss.dice_weight, c.loss.num_points,
-            c.loss.oversample_ratio, c.loss.importance_sample_ratio, c.loss.roi_size) == (2.0, 0.1, 5.0, 5.0, 12544, 3.0, 0.75, 12)
+            c.loss.oversample_ratio, c.loss.importance_sample_ratio, c.loss.roi_size) == \
+        (2.0, 0.1, 5.0, 5.0, 12544, 3.0, 0.75, 12)
     assert (c.data.num_prompts, c.data.scale_range, c.data.image_size, c.run.batch_size) == (40, (0.9, 2.0), 1024, 2)
     assert c.model.trainable == ("fpn_neck", "mask_decoder")
     d = DistillConfig()
