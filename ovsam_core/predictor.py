@@ -16,6 +16,7 @@ from . import __version__
 from .embedding import EmbeddingLRU, EmbeddingMismatchError, EmbeddingSignature, EmbeddingStore, ImageEmbedding
 from .images import LoadedImage, load_image
 from .preprocess import FrameTransform, normalize_and_pad, resize_pil, upsample_masks
+from .modeling.ovsam_head import PackedClassifier
 from .prompts import Prompt, PromptError
 from .vocabulary import (TextClassifier, VocabSource, base_mask_for, get_classifier, known_mask_for,
                          load_vocabulary, load_vocabulary_bundle)
@@ -24,8 +25,9 @@ from .weights.loader import LoadedModel, load_model
 MODES = ("head", "fused")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PREPROCESSING = "pil-bilinear-longside"
-#: Prompts decoded together (bounds the memory of the decoder's per-prompt image copies).
-DECODE_CHUNK = 16
+#: Prompts decoded per model call (the decoder chunks internally; this bounds the low-res masks
+#: and logits held at once).
+DECODE_CHUNK = 128
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -90,6 +92,14 @@ class Prediction:
         return iter(self.objects)
 
 
+@dataclass(frozen=True)
+class _ClassContext:
+    packed: PackedClassifier
+    names: Sequence[str]
+    base: Optional[torch.Tensor]
+    known: Optional[torch.Tensor]
+
+
 def _mask_box(mask: np.ndarray) -> Tuple[int, int, int, int]:
     ys = np.flatnonzero(mask.any(axis=1))
     xs = np.flatnonzero(mask.any(axis=0))
@@ -143,6 +153,7 @@ class Predictor:
         self.store = EmbeddingStore(store_dir) if store_dir else None
         self.encoder_calls = 0
         self._classifiers: Dict[Tuple[str, ...], TextClassifier] = {}
+        self._packed: Dict[str, PackedClassifier] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ identity
@@ -283,6 +294,7 @@ class Predictor:
             raise ValueError("quirk_q1 needs a box per prompt: pass clip_boxes (e.g. ground-truth boxes)")
         cboxes = [tuple(map(float, b)) for b in clip_boxes] if clip_boxes is not None else [p.box for p in prompts]
         clf = self.classifier(vocabulary)
+        ctx = self._class_context(clf, mode)
         results: List[Optional[ObjectPrediction]] = [None] * len(prompts)
         groups: Dict[Tuple[int, bool], List[int]] = {}
         for i, p in enumerate(prompts):
@@ -291,14 +303,32 @@ class Predictor:
         for idx in groups.values():
             for s in range(0, len(idx), DECODE_CHUNK):
                 chunk = idx[s:s + DECODE_CHUNK]
-                objs = self._decode(emb_dev, [prompts[i] for i in chunk], clf, top_k, mode,
+                objs = self._decode(emb_dev, [prompts[i] for i in chunk], clf, ctx, top_k, mode,
                                     [cboxes[i] for i in chunk], quirk_q1)
                 for i, obj in zip(chunk, objs):
                     results[i] = obj
         return Prediction(tuple(results), (h, w), self.name, mode, clf.vocabulary.key)
 
-    def _decode(self, emb: ImageEmbedding, prompts: List[Prompt], clf: TextClassifier, top_k: int,
-                mode: str, clip_boxes: List[Optional[Tuple[float, ...]]], quirk_q1: bool) -> List[ObjectPrediction]:
+    def _class_context(self, clf: TextClassifier, mode: str) -> "_ClassContext":
+        """Per-vocabulary data of a predict call: packed prototypes (cached), names, fusion masks."""
+        with self._lock:
+            packed = self._packed.get(clf.signature)
+        if packed is None:
+            packed = PackedClassifier.pack(clf.weights)
+            with self._lock:
+                if len(self._packed) >= 8:  # a few vocabularies in use at once; drop the oldest
+                    self._packed.pop(next(iter(self._packed)))
+                self._packed[clf.signature] = packed
+        base = known = None
+        if mode == "fused":
+            base = base_mask_for(clf.vocabulary, self.loaded.spec.vocabulary).to(self.device)
+            known = known_mask_for(clf.vocabulary)
+            known = known.to(self.device) if known is not None else None
+        return _ClassContext(packed, clf.vocabulary.display_names(), base, known)
+
+    def _decode(self, emb: ImageEmbedding, prompts: List[Prompt], clf: TextClassifier, ctx: "_ClassContext",
+                top_k: int, mode: str, clip_boxes: List[Optional[Tuple[float, ...]]],
+                quirk_q1: bool) -> List[ObjectPrediction]:
         net, frame, dev = self.loaded.model, emb.frame, self.device
         points = labels = boxes = None
         if prompts[0].points:
@@ -309,22 +339,18 @@ class Predictor:
         with torch.inference_mode():
             out = net.decode(emb.features, points, labels, boxes)
             if mode == "head":
-                logits = net.head_logits(out, clf.weights)
+                logits = net.head_logits(out, ctx.packed)
             else:
-                vocab = clf.vocabulary
-                base = base_mask_for(vocab, self.loaded.spec.vocabulary).to(dev)
-                known = known_mask_for(vocab)
                 cb = out.roi_boxes.clone()
                 for j, b in enumerate(clip_boxes):
                     if b is not None:
                         t = torch.tensor([b], dtype=torch.float32)
                         cb[j] = (t if quirk_q1 else frame.to_model(t))[0].to(dev)
-                logits = net.fused_logits(emb.features, out, clf.weights, cb, base,
-                                          known.to(dev) if known is not None else None)
+                logits = net.fused_logits(emb.features, out, ctx.packed, cb, ctx.base, ctx.known)
             probs = torch.softmax(logits.float(), dim=-1)[:, :-1].cpu()
         k = min(top_k, probs.shape[1])
         top = torch.topk(probs, k, dim=-1)
-        names = clf.vocabulary.display_names()
+        names = ctx.names
         objs = []
         for j, p in enumerate(prompts):
             with torch.inference_mode():

@@ -119,3 +119,83 @@ def test_static_roi_align_equals_per_level():
     a = multilevel_roi_align(feats, boxes, 7, (4, 8, 16, 32))
     b = multilevel_roi_align(feats, boxes, 7, (4, 8, 16, 32), static=True)
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_shared_decoder_equals_module_decoder_tiny(tiny, n):
+    """The inference decoder (image side shared, attention reassociated) = SAM's modules."""
+    torch.manual_seed(n)
+    f = tiny.extract_features(torch.randn(1, 3, OVSAM_TEST.image_size, OVSAM_TEST.image_size))
+    s = OVSAM_TEST.image_size
+    pts = torch.rand(n, 3, 2) * s
+    lab = (torch.rand(n, 3) > 0.3).float()
+    xy = torch.rand(n, 2) * s * 0.7
+    boxes = torch.cat([xy, xy + torch.rand(n, 2) * s * 0.3 + 4], 1)
+    for kw in ({"points": pts, "point_labels": lab}, {"boxes": boxes}, {"points": pts, "point_labels": lab, "boxes": boxes}):
+        ref = tiny.decode(f, exact=True, **kw)
+        fast = tiny.decode(f, **kw)
+        scale = ref.mask_logits.abs().max().item()
+        assert (fast.mask_logits - ref.mask_logits).abs().max().item() <= 1e-5 * max(scale, 1.0)
+        assert torch.allclose(fast.roi_embedding, ref.roi_embedding, atol=1e-5, rtol=1e-4)
+
+
+def test_shared_decoder_equals_module_decoder_real_size():
+    """Real-size head (8 heads of 16 channels, 64x64 tokens), across the internal chunking."""
+    from segment_anything.modeling.prompt_encoder import PromptEncoder
+
+    from ovsam_core.config import OVSAM_RN50X16 as cfg
+    from ovsam_core.modeling.fast_decoder import CHUNK, predict_masks_shared
+    from ovsam_core.modeling.ovsam_head import OVSAMHead
+
+    torch.manual_seed(0)
+    head = OVSAMHead(cfg).eval()
+    g = cfg.embedding_size
+    pe = PromptEncoder(embed_dim=cfg.prompt_dim, image_embedding_size=(g, g),
+                       input_image_size=(cfg.image_size, cfg.image_size), mask_in_chans=16)
+    emb = torch.randn(1, cfg.prompt_dim, g, g)
+    n = 2 * CHUNK + 1
+    xy = torch.rand(n, 2) * 800
+    boxes = torch.cat([xy, xy + torch.rand(n, 2) * 200 + 8], 1)
+    with torch.inference_mode():
+        sparse = pe._embed_boxes(boxes)
+        dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(n, -1, g, g)
+        ref = head.predict_masks(emb, pe.get_dense_pe(), sparse, dense)
+        fast = predict_masks_shared(head, emb, pe.get_dense_pe(), sparse, dense)
+    assert fast.shape == ref.shape == (n, 1, 4 * g, 4 * g)
+    err = (fast - ref).abs().max().item()
+    assert err <= 1e-5 * ref.abs().max().item(), err
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_attnpool_first_token_equals_open_clip_pool(n):
+    """The frozen-CLIP branch pools only token 0; real-size RN50x16 pool (12x12, 48 heads)."""
+    from open_clip.modified_resnet import AttentionPool2d
+
+    from ovsam_core.modeling.clip_pool import attnpool_first_token
+
+    torch.manual_seed(n)
+    pool = AttentionPool2d(12, 3072, 48, 768).eval()
+    x = torch.randn(n, 3072, 12, 12) * 3
+    with torch.inference_mode():
+        ref, fast = pool(x), attnpool_first_token(pool, x)
+    assert fast.shape == ref.shape == (n, 768)
+    assert (fast - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+
+
+def test_packed_classifier_drops_padding_and_classifies_identically():
+    from ovsam_core.modeling.ovsam_head import PackedClassifier
+
+    torch.manual_seed(0)
+    counts = [1, 3, 2, 1]
+    cls = torch.nn.functional.normalize(torch.randn(4, 3, 16), dim=-1)
+    for c, k in enumerate(counts):
+        cls[c, k:] = cls[c, 0]  # padding = copies of the first synonym (the classifier recipe)
+    packed = PackedClassifier.pack(cls)
+    assert packed.prototypes.shape == (sum(counts), 16) and packed.num_classes == 4
+    assert packed.owner.tolist() == [0, 1, 1, 1, 2, 2, 3]
+    x = torch.randn(5, 16) * 3
+    ref, got = classify(x, cls), classify(x, packed)
+    assert got.shape == (5, 5) and torch.equal(got[:, -1], torch.zeros(5))
+    assert torch.allclose(got, ref, atol=1e-5)
+    # a query equal to a non-first synonym wins its class through the max
+    assert classify(cls[1, 2][None], packed)[0, :-1].argmax().item() == 1

@@ -86,7 +86,7 @@ def test_wrapper_matches_decode_in_pytorch(tiny: OVSAM, feats: ImageFeatures, ca
     cls = _classifier(4, 2, tiny.cfg.clip_embed_dim, 0)
     dec = OnnxDecoder(tiny)
     with torch.no_grad():
-        out = tiny.decode(feats, **kw)
+        out = tiny.decode(feats, exact=True, **kw)
         masks, logits, boxes = dec(feats.embedding, *feats.fpn, *prompts_to_points(**kw), cls)
     assert torch.equal(masks, out.mask_logits)
     assert torch.equal(boxes, out.roi_boxes)
@@ -141,7 +141,7 @@ def test_onnx_matches_pytorch(tiny, feats, sessions, mode, case, num_classes, nu
     kw = CASES[case]
     cls = _classifier(num_classes, num_protos, tiny.cfg.clip_embed_dim, num_classes)
     base = (torch.arange(num_classes) % 3 != 0).to(torch.float32)
-    out = tiny.decode(feats, **kw)
+    out = tiny.decode(feats, exact=True, **kw)
     n = out.mask_logits.shape[0]
     clip_boxes = None
     if mode == "head":
@@ -179,7 +179,7 @@ def test_static_num_classes(tiny, feats, tmp_path):
     cls = _classifier(4, 3, tiny.cfg.clip_embed_dim, 5)
     kw = CASES["3pt_neg"]
     _, logits, _ = _run(sess, "head", feats, *prompts_to_points(**kw), cls)
-    assert _max_diff(logits, tiny.head_logits(tiny.decode(feats, **kw), cls)) <= LOGIT_ATOL
+    assert _max_diff(logits, tiny.head_logits(tiny.decode(feats, exact=True, **kw), cls)) <= LOGIT_ATOL
 
 
 def test_empty_mask_does_not_crash(tiny, feats, tmp_path):
@@ -193,7 +193,7 @@ def test_empty_mask_does_not_crash(tiny, feats, tmp_path):
     kw = CASES["n5_pts"]
     cls = _classifier(6, 2, m.cfg.clip_embed_dim, 6)
     base = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 1.0])
-    out = m.decode(feats, **kw)
+    out = m.decode(feats, exact=True, **kw)
     assert torch.equal(out.roi_boxes, torch.zeros(5, 4))
     for mode in ("head", "fused"):
         sess = _session(export_decoder_onnx(m, tmp_path / f"{mode}.onnx", mode=mode))
@@ -257,7 +257,7 @@ def test_dynamo_exporter_matches(tiny, feats, tmp_path):
     cls = _classifier(9, 3, tiny.cfg.clip_embed_dim, 9)
     for case in ("box_pts", "n5_pts"):
         kw = CASES[case]
-        out = tiny.decode(feats, **kw)
+        out = tiny.decode(feats, exact=True, **kw)
         masks, logits, boxes = _run(sess, "head", feats, *prompts_to_points(**kw), cls)
         assert _max_diff(masks, out.mask_logits) <= MASK_ATOL
         assert _max_diff(logits, tiny.head_logits(out, cls)) <= LOGIT_ATOL

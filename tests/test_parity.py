@@ -75,23 +75,25 @@ class Checker:
         self.seen = set()
         self.errors = []
         self.max_diff = {}
+        self.variant = ""  # appended to the names in reports (e.g. the decoder path)
 
     def __call__(self, key, got, atol=None, rtol=None, exact=False):
         self.seen.add(key)
+        name = key + self.variant
         exp = self.exp[key]
         got = np.asarray(got)
         if exp.shape != got.shape:
-            self.errors.append(f"{key}: shape {got.shape} != {exp.shape}")
+            self.errors.append(f"{name}: shape {got.shape} != {exp.shape}")
             return
         if exact:
             if not np.array_equal(exp, got):
-                self.errors.append(f"{key}: differs ({(exp != got).sum()} elements)")
+                self.errors.append(f"{name}: differs ({(exp != got).sum()} elements)")
             return
         diff = np.abs(got.astype(np.float64) - exp.astype(np.float64))
-        self.max_diff[key] = float(diff.max()) if diff.size else 0.0
+        self.max_diff[name] = float(diff.max()) if diff.size else 0.0
         tol = (atol or 0.0) + (rtol or 0.0) * np.abs(exp.astype(np.float64))
         if not np.all(diff <= tol):
-            self.errors.append(f"{key}: max |diff| {diff.max():.3g} exceeds tolerance")
+            self.errors.append(f"{name}: max |diff| {diff.max():.3g} exceeds tolerance")
 
     def masks(self, key, got_masks, logits):
         """Binary masks, exact outside the |logit| < 1e-4 band."""
@@ -100,11 +102,11 @@ class Checker:
         n = int(np.prod(shape[1:]))
         exp = np.unpackbits(self.exp[f"{key}mask_packed"], axis=-1)[:, :n].reshape(shape).astype(bool)
         if exp.shape != got_masks.shape:
-            self.errors.append(f"{key}mask: shape {got_masks.shape} != {exp.shape}")
+            self.errors.append(f"{key}mask{self.variant}: shape {got_masks.shape} != {exp.shape}")
             return
         bad = (exp != got_masks) & (np.abs(logits) >= MASK_BAND)
         if bad.any():
-            self.errors.append(f"{key}mask: {bad.sum()} pixels differ outside the 1e-4 band")
+            self.errors.append(f"{key}mask{self.variant}: {bad.sum()} pixels differ outside the 1e-4 band")
 
     def features(self, feats, keys_with_shape: bool):
         for name, t in zip(("C2", "C3", "C4", "C5"), feats.backbone):
@@ -131,7 +133,7 @@ class Checker:
                 if exp_idx[i, j] != got_idx[i, j]:
                     near = np.abs(exp_p[i] - exp_p[i, j]).min(initial=1.0, where=np.arange(5) != j)
                     if near >= 1e-4:
-                        self.errors.append(f"{prefix}top5_idx[{i},{j}]: {got_idx[i, j]} != {exp_idx[i, j]}")
+                        self.errors.append(f"{prefix}top5_idx{self.variant}[{i},{j}]: {got_idx[i, j]} != {exp_idx[i, j]}")
 
     def finish(self):
         worst = sorted(self.max_diff.items(), key=lambda kv: -kv[1])[:8]
@@ -172,21 +174,27 @@ def run_demo(spec, image_path, models, check):
     feats = net.extract_features(x, keep_backbone=True)
     check.features(feats, keys_with_shape=True)
     for name, prompt in spec["prompts"].items():
-        p = f"{name}/"
-        if "point_coords" in prompt:
-            out = net.decode(feats, points=torch.tensor(prompt["point_coords"], dtype=torch.float32))
-        else:
-            out = net.decode(feats, boxes=torch.tensor(prompt["bboxes"], dtype=torch.float32))
-        check(p + "lowres_logits", out.mask_logits.numpy(), atol=FEAT_ATOL)
-        check(p + "roi_boxes", out.roi_boxes.numpy(), atol=1e-6)
-        logits = net.head_logits(out, classifier)
-        check(p + "cls_logits", logits.numpy(), atol=LOGIT_ATOL)
-        probs = torch.softmax(logits, dim=-1)[:, :-1]
-        check(p + "cls_prob", probs.numpy(), atol=PROB_ATOL)
-        check.scores(p, probs, logits)
-        up = torch.nn.functional.interpolate(out.mask_logits, scale_factor=4, mode="bilinear", align_corners=False)
-        up = up[:, 0, :h, :w]
-        check.masks(p, (torch.sigmoid(up) > 0.5).numpy(), up.numpy())
+        # both decoder paths: module by module (exact=True) and image side shared (default)
+        for exact in (True, False):
+            check.variant = "" if exact else " [shared decoder]"
+            p = f"{name}/"
+            if "point_coords" in prompt:
+                kw = {"points": torch.tensor(prompt["point_coords"], dtype=torch.float32)}
+            else:
+                kw = {"boxes": torch.tensor(prompt["bboxes"], dtype=torch.float32)}
+            out = net.decode(feats, exact=exact, **kw)
+            check(p + "lowres_logits", out.mask_logits.numpy(), atol=FEAT_ATOL)
+            check(p + "roi_boxes", out.roi_boxes.numpy(), atol=1e-6)
+            logits = net.head_logits(out, classifier)
+            check(p + "cls_logits", logits.numpy(), atol=LOGIT_ATOL)
+            probs = torch.softmax(logits, dim=-1)[:, :-1]
+            check(p + "cls_prob", probs.numpy(), atol=PROB_ATOL)
+            check.scores(p, probs, logits)
+            up = torch.nn.functional.interpolate(out.mask_logits, scale_factor=4, mode="bilinear",
+                                                 align_corners=False)
+            up = up[:, 0, :h, :w]
+            check.masks(p, (torch.sigmoid(up) > 0.5).numpy(), up.numpy())
+    check.variant = ""
 
 
 def run_eval(spec, image_path, models, check):
@@ -221,19 +229,22 @@ def run_eval(spec, image_path, models, check):
     gt = torch.tensor([it["bbox"] for it in inst], dtype=torch.float32)
     check("gt_bboxes", gt.numpy(), atol=0)
 
-    out = net.decode(feats, points=points_t)
-    check("lowres_logits", out.mask_logits.numpy(), atol=FEAT_ATOL)
-    check("roi_boxes", out.roi_boxes.numpy(), atol=1e-6)
-    q = net.head_logits(out, classifier)
-    check("query_logits", q.numpy(), atol=LOGIT_ATOL)
-    # Quirk Q1: GT boxes at the ORIGINAL scale on the 1024-frame C5 map (paper reproduction).
-    c = net.clip_logits(feats.c5, gt, classifier)
-    check("clip_logits", c.numpy(), atol=LOGIT_ATOL)
-    base = lvis_classes().base_mask()
-    fused = net.fused_logits(feats, out, classifier, gt, base)
-    check("fused_logits", fused.numpy(), atol=LOGIT_ATOL)
-    probs = torch.softmax(fused, dim=-1)[:, :-1]
-    check.scores("", probs, fused)
-    check("labels", probs.argmax(dim=-1).numpy(), exact=True)
-    logits = upsample_masks(out.mask_logits, frame)
-    check.masks("", (torch.sigmoid(logits) > 0.5).numpy(), logits.numpy())
+    for exact in (True, False):
+        check.variant = "" if exact else " [shared decoder]"
+        out = net.decode(feats, points=points_t, exact=exact)
+        check("lowres_logits", out.mask_logits.numpy(), atol=FEAT_ATOL)
+        check("roi_boxes", out.roi_boxes.numpy(), atol=1e-6)
+        q = net.head_logits(out, classifier)
+        check("query_logits", q.numpy(), atol=LOGIT_ATOL)
+        # Quirk Q1: GT boxes at the ORIGINAL scale on the 1024-frame C5 map (paper reproduction).
+        c = net.clip_logits(feats.c5, gt, classifier)
+        check("clip_logits", c.numpy(), atol=LOGIT_ATOL)
+        base = lvis_classes().base_mask()
+        fused = net.fused_logits(feats, out, classifier, gt, base)
+        check("fused_logits", fused.numpy(), atol=LOGIT_ATOL)
+        probs = torch.softmax(fused, dim=-1)[:, :-1]
+        check.scores("", probs, fused)
+        check("labels", probs.argmax(dim=-1).numpy(), exact=True)
+        logits = upsample_masks(out.mask_logits, frame)
+        check.masks("", (torch.sigmoid(logits) > 0.5).numpy(), logits.numpy())
+    check.variant = ""

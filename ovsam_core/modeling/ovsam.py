@@ -21,6 +21,7 @@ from segment_anything.modeling.prompt_encoder import PromptEncoder
 
 from ..config import ArchConfig
 from .backbone import CLIPResNetBackbone
+from .clip_pool import attnpool_first_token
 from .fpn import FPN
 from .ovsam_head import HeadOutput, OVSAMHead, classify
 from .sam2clip_neck import SAM2CLIPNeck
@@ -54,6 +55,9 @@ def clip_branch_logits(attn_pool: nn.Module, c5: torch.Tensor, boxes: torch.Tens
                        classifier: torch.Tensor, pool_size: int) -> torch.Tensor:
     """Frozen-CLIP recognition: RoIAlign of ``boxes`` on C5 + CLIP's attention pool.
 
+    The pool is evaluated for its output token only (:func:`attnpool_first_token`; equal to
+    ``attn_pool(crops)`` up to float rounding, ~60x fewer operations).
+
     Args:
         c5: (1, C5, S/32, S/32); boxes: (N, 4) RoIs in the frame of the model input.
     Returns:
@@ -61,7 +65,7 @@ def clip_branch_logits(attn_pool: nn.Module, c5: torch.Tensor, boxes: torch.Tens
     """
     rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], dim=1)
     crops = roi_align(c5, rois, (pool_size, pool_size), spatial_scale=1 / 32, sampling_ratio=0, aligned=True)
-    return classify(attn_pool(crops), classifier)
+    return classify(attnpool_first_token(attn_pool, crops), classifier)
 
 
 class OVSAM(nn.Module):
@@ -135,11 +139,17 @@ class OVSAM(nn.Module):
         points: Optional[torch.Tensor] = None,
         point_labels: Optional[torch.Tensor] = None,
         boxes: Optional[torch.Tensor] = None,
+        *,
+        exact: bool = False,
     ) -> HeadOutput:
-        """Segment N prompts of one image (model frame; see :meth:`embed_prompts`)."""
+        """Segment N prompts of one image (model frame; see :meth:`embed_prompts`).
+
+        ``exact=True`` runs SAM's decoder module by module (the parity reference); the default
+        shares the image side across prompts (equal up to float rounding, much faster).
+        """
         sparse, dense = self.embed_prompts(points, point_labels, boxes)
         return self.mask_decoder(
-            features.embedding, self.pe.get_dense_pe(), sparse, dense, features.fpn, FPN_STRIDES
+            features.embedding, self.pe.get_dense_pe(), sparse, dense, features.fpn, FPN_STRIDES, exact=exact
         )
 
     # ------------------------------------------------------------------ recognition
