@@ -16,6 +16,7 @@ from open_clip.tokenizer import SimpleTokenizer
 from open_clip.transformer import QuickGELU, TextTransformer
 
 from ..config import ArchConfig
+from .fixed_shape import linear_fixed, transformer_fixed
 
 
 @lru_cache(maxsize=4)
@@ -80,10 +81,12 @@ class TextEncoder(nn.Module):
 
         Args:
             tokens: LongTensor (N, context_length) from :meth:`tokenize`.
-            truncate: run the transformer only on the first ``L = max EOT index + 1``
-                positions of the batch. Because the mask is causal, later (padding) positions
-                cannot change the EOT output, so the result is the same up to float rounding
-                (the matmul shapes change); ``False`` runs the full context like upstream.
+            truncate: run the transformer's linear layers only on the first ``L = max EOT
+                index + 1`` positions of the batch. Because the mask is causal, later (padding)
+                positions cannot change the EOT output, and since every matrix product runs in
+                a fixed shape (:mod:`~ovsam_core.text.fixed_shape`) the result is
+                **bit-identical** to ``truncate=False`` (the full context, like upstream), ~4x
+                faster for CLIP prompts.
 
         Returns:
             FloatTensor (N, clip_embed_dim), on the encoder's device and dtype.
@@ -100,10 +103,9 @@ class TextEncoder(nn.Module):
         dtype = self.transformer.get_cast_dtype()
         x = self.token_embedding(tokens).to(dtype)
         x = x + self.positional_embedding[:length].to(dtype)
-        x = self.transformer(x, attn_mask=self.attn_mask[:length, :length])
-        x = self.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), eot]
-        return x @ self.text_projection
+        x = transformer_fixed(self.transformer, x, self.attn_mask.to(dtype))
+        x = self.ln_final(x[torch.arange(x.shape[0], device=x.device), eot])
+        return linear_fixed(x, self.text_projection.t(), None)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`encode` with its defaults."""
