@@ -221,8 +221,17 @@ class Predictor:
         spec = self.loaded.spec
         source = spec.vocabulary if vocabulary is None else vocabulary
         if isinstance(source, (str, Path)) and Path(source).is_dir():
-            vocab, weights, sig = load_vocabulary_bundle(source)
-            return TextClassifier(vocab, weights.to(self.device), sig)
+            # a `vocab build` folder: read once, again only when its files change
+            d = Path(source).resolve()
+            stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(d.iterdir()) if f.is_file())
+            key = ("folder", str(d), repr(stamp))
+            with self._lock:
+                clf = self._classifiers.get(key)
+            if clf is None:
+                vocab, weights, sig = load_vocabulary_bundle(d)
+                clf = TextClassifier(vocab, weights.to(self.device), sig)
+                self._remember(key, clf)
+            return clf
         vocab = load_vocabulary(source)
         key = (vocab.key, *vocab.names)
         with self._lock:
@@ -238,9 +247,14 @@ class Predictor:
                                  f"the {spec.vocabulary!r} vocabulary it ships")
             clf = get_classifier(vocab, self.loaded.text_encoder, self.loaded.weights_id, progress=self.progress)
             clf = TextClassifier(clf.vocabulary, clf.weights.to(self.device), clf.signature)
-        with self._lock:
-            self._classifiers[key] = clf
+        self._remember(key, clf)
         return clf
+
+    def _remember(self, key: Tuple[str, ...], clf: TextClassifier, limit: int = 16) -> None:
+        with self._lock:
+            if len(self._classifiers) >= limit:  # drop the oldest
+                self._classifiers.pop(next(iter(self._classifiers)))
+            self._classifiers[key] = clf
 
     # ------------------------------------------------------------------ prompts
     def predict(

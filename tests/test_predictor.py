@@ -297,3 +297,23 @@ def test_zarr_embedding_roundtrip_and_refusal(predictor, image, tmp_path):
     assert torch.equal(back.features.c5, emb.features.c5)
     with pytest.raises(EmbeddingMismatchError, match="not by the model in use"):
         ImageEmbedding.load(p, expect=("ovsam-lvis", "x", "y", "fp32"))
+
+
+def test_vocabulary_folder_is_read_once_and_again_after_a_change(predictor, image, tmp_path, monkeypatch):
+    import ovsam_core.predictor as predictor_mod
+    from ovsam_core.vocabulary import save_vocabulary_bundle
+
+    folder = tmp_path / "vocab"
+    save_vocabulary_bundle(predictor.classifier(["cat", "dog"]), folder)
+    reads = []
+    real = predictor_mod.load_vocabulary_bundle
+    monkeypatch.setattr(predictor_mod, "load_vocabulary_bundle", lambda p: reads.append(p) or real(p))
+    emb = predictor.embed(image)
+    box = Prompt.from_box(30, 20, 80, 60)
+    first = predictor.predict(emb, box, folder)
+    again = predictor.predict(emb, box, str(folder))
+    assert len(reads) == 1 and first.objects[0].label == again.objects[0].label
+    assert {first.objects[0].label} <= {"cat", "dog"}
+    save_vocabulary_bundle(predictor.classifier(["bird", "fish", "tree"]), folder)  # rebuilt in place
+    changed = predictor.predict(emb, box, folder)
+    assert len(reads) == 2 and changed.objects[0].label in {"bird", "fish", "tree"}
