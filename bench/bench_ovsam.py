@@ -1011,6 +1011,7 @@ TARGETS = {
     "ms_per_prompt_n100": 25.0,          # decode + classify amortised at N = 100
     "ms_single_prompt": 60.0,            # decode + classify, N = 1
     "extra_20k_ms_per_call": 50.0,       # 20k vocabulary vs LVIS, per call
+    "text_truncate_speedup": 3.0,        # text tower, truncated vs full context
 }
 
 
@@ -1076,6 +1077,16 @@ def assess(res: Dict[str, Any]) -> List[Dict[str, Any]]:
                     add(f"Predictor.predict {vname} vs LVIS extra <= 50 ms per call (N={n})",
                         (b["median_s"] - a["median_s"]) * 1000, (b["min_s"] - a["min_s"]) * 1000, 50, " ms",
                         max(a["foreign_median"], b["foreign_median"]))
+    tx = res.get("text", {})
+    if "speedup_truncate" in tx:
+        a, b = tx["encode_no_truncate"], tx["encode_truncate"]
+        add("text: truncation >= 3x faster than the full context", tx["speedup_truncate"],
+            a["min_s"] / b["min_s"], TARGETS["text_truncate_speedup"], "x",
+            max(a["foreign_median"], b["foreign_median"]), higher_is_better=True)
+        v = f"max abs diff {tx['truncate_max_abs_diff']:.3g}"
+        same = tx["truncate_max_abs_diff"] == 0
+        out.append({"target": "text: truncated = full context, bit-identical", "value": v, "value_min": v,
+                    "foreign": b["foreign_median"], "met": same, "met_min": same})
     rp = res.get("predictor", {}).get("repeat_predict")
     if rp:
         v = f"encoder_calls {rp['encoder_calls_after_first']} -> {rp['encoder_calls_after_second']}"

@@ -153,7 +153,7 @@ class Predictor:
         self.store = EmbeddingStore(store_dir) if store_dir else None
         self.encoder_calls = 0
         self._classifiers: Dict[Tuple[str, ...], TextClassifier] = {}
-        self._packed: Dict[str, PackedClassifier] = {}
+        self._packed: Dict[str, Tuple[PackedClassifier, List[str], TextClassifier]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ identity
@@ -232,11 +232,20 @@ class Predictor:
                 clf = TextClassifier(vocab, weights.to(self.device), sig)
                 self._remember(key, clf)
             return clf
+        raw_key = None
+        if isinstance(source, (list, tuple)) and all(isinstance(n, str) for n in source):
+            raw_key = ("list", *source)  # skips re-parsing a big list on every call
+            with self._lock:
+                clf = self._classifiers.get(raw_key)
+            if clf is not None:
+                return clf
         vocab = load_vocabulary(source)
         key = (vocab.key, *vocab.names)
         with self._lock:
             clf = self._classifiers.get(key)
         if clf is not None:
+            if raw_key is not None:
+                self._remember(raw_key, clf)
             return clf
         shipped = self.loaded.classifier
         if (vocab.key == spec.vocabulary and shipped is not None and shipped.shape[0] == len(vocab)):
@@ -248,6 +257,8 @@ class Predictor:
             clf = get_classifier(vocab, self.loaded.text_encoder, self.loaded.weights_id, progress=self.progress)
             clf = TextClassifier(clf.vocabulary, clf.weights.to(self.device), clf.signature)
         self._remember(key, clf)
+        if raw_key is not None:
+            self._remember(raw_key, clf)
         return clf
 
     def _remember(self, key: Tuple[str, ...], clf: TextClassifier, limit: int = 16) -> None:
@@ -325,20 +336,22 @@ class Predictor:
 
     def _class_context(self, clf: TextClassifier, mode: str) -> "_ClassContext":
         """Per-vocabulary data of a predict call: packed prototypes (cached), names, fusion masks."""
+        key = clf.signature or f"object:{id(clf)}"  # the entry pins clf, so its id stays unique
         with self._lock:
-            packed = self._packed.get(clf.signature)
-        if packed is None:
-            packed = PackedClassifier.pack(clf.weights)
+            cached = self._packed.get(key)
+        if cached is None:
+            cached = (PackedClassifier.pack(clf.weights), clf.vocabulary.display_names(), clf)
             with self._lock:
                 if len(self._packed) >= 8:  # a few vocabularies in use at once; drop the oldest
                     self._packed.pop(next(iter(self._packed)))
-                self._packed[clf.signature] = packed
+                self._packed[key] = cached
+        packed, names, _ = cached
         base = known = None
         if mode == "fused":
             base = base_mask_for(clf.vocabulary, self.loaded.spec.vocabulary).to(self.device)
             known = known_mask_for(clf.vocabulary)
             known = known.to(self.device) if known is not None else None
-        return _ClassContext(packed, clf.vocabulary.display_names(), base, known)
+        return _ClassContext(packed, names, base, known)
 
     def _decode(self, emb: ImageEmbedding, prompts: List[Prompt], clf: TextClassifier, ctx: "_ClassContext",
                 top_k: int, mode: str, clip_boxes: List[Optional[Tuple[float, ...]]],
