@@ -28,8 +28,8 @@ from ..text.encoder import TextEncoder
 from .config import Clip2SamConfig
 from .data import Clip2SamDataset, CocoInstances, collate
 from .losses import LossParts, accuracy, clip2sam_losses, uncertain_points
-from .modelinit import (build_model, calibrate_batchnorm, freeze, load_sam_decoder, neck_pos_embed_from_prompt_encoder,
-                        reinit_clip2sam, set_train_mode)
+from .modelinit import (build_model, calibrate_batchnorm, freeze, load_sam_decoder, load_trainable_state,
+                        neck_pos_embed_from_prompt_encoder, reinit_clip2sam, set_train_mode, trainable_state)
 
 log = logging.getLogger(__name__)
 
@@ -238,14 +238,10 @@ class Clip2SamTask:
         return self.module.model
 
     def trainable_state(self) -> Dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()
-                if any(k.startswith(t + ".") for t in self.cfg.model.trainable)}
+        return trainable_state(self.model, self.cfg.model.trainable)
 
     def load_trainable_state(self, sd: Dict[str, torch.Tensor]) -> None:
-        missing = [k for k in self.trainable_state() if k not in sd]
-        if missing:
-            raise ValueError(f"checkpoint lacks trainable keys, e.g. {missing[:3]} (was model.trainable changed?)")
-        self.model.load_state_dict(sd, strict=False)
+        load_trainable_state(self.model, self.cfg.model.trainable, sd)
 
     def export(self, out_dir: Path) -> List[Path]:
         from .export import export_weights

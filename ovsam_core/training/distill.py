@@ -30,8 +30,8 @@ from .config import DistillConfig
 from .data import ImageFolderDataset, collate, list_images
 from .distributed import DistInfo, barrier
 from .losses import LossParts
-from .modelinit import (build_model, calibrate_batchnorm, freeze, neck_pos_embed_from_prompt_encoder, reinit_neck,
-                        set_train_mode)
+from .modelinit import (build_model, calibrate_batchnorm, freeze, load_trainable_state,
+                        neck_pos_embed_from_prompt_encoder, reinit_neck, set_train_mode, trainable_state)
 
 log = logging.getLogger(__name__)
 PREPROCESSING = "cv2-bilinear-round-longside+sam-norm+zero-pad"
@@ -281,14 +281,10 @@ class DistillTask:
         return self.module.model
 
     def trainable_state(self) -> Dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.model.state_dict().items()
-                if any(k.startswith(t + ".") for t in self.cfg.model.trainable)}
+        return trainable_state(self.model, self.cfg.model.trainable)
 
     def load_trainable_state(self, sd: Dict[str, torch.Tensor]) -> None:
-        missing = [k for k in self.trainable_state() if k not in sd]
-        if missing:
-            raise ValueError(f"checkpoint lacks trainable keys, e.g. {missing[:3]}")
-        self.model.load_state_dict(sd, strict=False)
+        load_trainable_state(self.model, self.cfg.model.trainable, sd)
 
     @torch.no_grad()
     def teacher_mse(self, n_images: int = 8) -> float:

@@ -212,6 +212,20 @@ def freeze(model: nn.Module, trainable: Sequence[str], unused: Sequence[str] = U
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
+def trainable_state(model: nn.Module, trainable: Sequence[str]) -> Dict[str, torch.Tensor]:
+    """A copy of the state-dict entries under the trainable module prefixes (what a checkpoint keeps)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()
+            if any(k.startswith(t + ".") for t in trainable)}
+
+
+def load_trainable_state(model: nn.Module, trainable: Sequence[str], sd: Dict[str, torch.Tensor]) -> None:
+    """Load :func:`trainable_state` output back; every trainable key must be present."""
+    missing = [k for k in model.state_dict() if any(k.startswith(t + ".") for t in trainable) and k not in sd]
+    if missing:
+        raise ValueError(f"checkpoint lacks trainable keys, e.g. {missing[:3]} (was model.trainable changed?)")
+    model.load_state_dict(sd, strict=False)
+
+
 def set_train_mode(model: nn.Module, trainable: Sequence[str]) -> None:
     """Frozen modules in eval mode (BN running stats, as upstream ``fix=True``), trainable in
     train mode, except BatchNorm layers, which always use their running statistics (mmdet's
