@@ -153,7 +153,6 @@ class Predictor:
         self.store = EmbeddingStore(store_dir) if store_dir else None
         self.encoder_calls = 0
         self._classifiers: Dict[Tuple[str, ...], TextClassifier] = {}
-        self._packed: Dict[str, Tuple[PackedClassifier, List[str], TextClassifier]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ identity
@@ -223,7 +222,8 @@ class Predictor:
         if isinstance(source, (str, Path)) and Path(source).is_dir():
             # a `vocab build` folder: read once, again only when its files change
             d = Path(source).resolve()
-            stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(d.iterdir()) if f.is_file())
+            stats = [(f.name, f.stat()) for f in sorted(d.iterdir()) if f.is_file()]
+            stamp = tuple((name, st.st_mtime_ns, st.st_size) for name, st in stats)
             key = ("folder", str(d), repr(stamp))
             with self._lock:
                 clf = self._classifiers.get(key)
@@ -334,26 +334,16 @@ class Predictor:
                     results[i] = obj
         return Prediction(tuple(results), (h, w), self.name, mode, clf.vocabulary.key)
 
-    def _class_context(self, clf: TextClassifier, mode: str) -> "_ClassContext":
-        """Per-vocabulary data of a predict call: packed prototypes (cached), names, fusion masks."""
-        key = clf.signature or f"object:{id(clf)}"  # the entry pins clf, so its id stays unique
-        with self._lock:
-            cached = self._packed.get(key)
-        if cached is None:
-            cached = (PackedClassifier.pack(clf.weights), clf.vocabulary.display_names(), clf)
-            with self._lock:
-                if len(self._packed) >= 8:  # a few vocabularies in use at once; drop the oldest
-                    self._packed.pop(next(iter(self._packed)))
-                self._packed[key] = cached
-        packed, names, _ = cached
+    def _class_context(self, clf: TextClassifier, mode: str) -> _ClassContext:
+        """Per-vocabulary data of a predict call: packed prototypes, names, fusion masks."""
         base = known = None
         if mode == "fused":
             base = base_mask_for(clf.vocabulary, self.loaded.spec.vocabulary).to(self.device)
             known = known_mask_for(clf.vocabulary)
             known = known.to(self.device) if known is not None else None
-        return _ClassContext(packed, names, base, known)
+        return _ClassContext(clf.packed, clf.display_names, base, known)
 
-    def _decode(self, emb: ImageEmbedding, prompts: List[Prompt], clf: TextClassifier, ctx: "_ClassContext",
+    def _decode(self, emb: ImageEmbedding, prompts: List[Prompt], clf: TextClassifier, ctx: _ClassContext,
                 top_k: int, mode: str, clip_boxes: List[Optional[Tuple[float, ...]]],
                 quirk_q1: bool) -> List[ObjectPrediction]:
         net, frame, dev = self.loaded.model, emb.frame, self.device

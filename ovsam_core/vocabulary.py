@@ -21,14 +21,18 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from .text import VILD_TEMPLATES, build_classifier, split_label
 from .text.encoder import TextEncoder
 from .text.vocab_data import VOCABULARIES, Vocabulary, get_vocabulary
+
+if TYPE_CHECKING:
+    from .modeling.ovsam_head import PackedClassifier
 
 VocabSource = Union[str, os.PathLike, Sequence[str], Vocabulary]
 
@@ -178,6 +182,18 @@ class TextClassifier:
 
     def __len__(self) -> int:
         return len(self.vocabulary)
+
+    @cached_property
+    def packed(self) -> "PackedClassifier":
+        """The prototypes without synonym padding (computed once; what inference classifies with)."""
+        from .modeling.ovsam_head import PackedClassifier
+
+        return PackedClassifier.pack(self.weights)
+
+    @cached_property
+    def display_names(self) -> List[str]:
+        """:meth:`Vocabulary.display_names`, computed once."""
+        return self.vocabulary.display_names()
 
 
 def classifier_signature(vocab: Vocabulary, text_weights_id: str,

@@ -15,7 +15,7 @@ prompts on one image most of that work is the same or can be reordered:
   layout, with LayerNorm over channels and no pixel shuffle until the final mask.
 
 The result equals :meth:`OVSAMHead.predict_masks` up to float rounding (max |diff| of the mask
-logits ~1e-5, tested); that method stays the reference for training, ONNX export and parity.
+logits 4e-7 on the real-size head; tested); that method stays the reference for training, ONNX export and parity.
 Prompts are processed in chunks to keep the per-prompt (h*w, D) tensors cache-sized.
 """
 from __future__ import annotations
@@ -153,7 +153,7 @@ def _two_way(transformer: nn.Module, side: SharedImageSide, tokens: torch.Tensor
     """The two-way transformer for a chunk of B prompts; returns (queries (B, T, D), keys (B, HW, D))."""
     query_pe = tokens
     queries, keys = tokens, None
-    for i, layer in enumerate(transformer.layers):
+    for layer in transformer.layers:
         if layer.skip_first_layer_pe:
             queries = layer.self_attn(q=queries, k=queries, v=queries)
         else:

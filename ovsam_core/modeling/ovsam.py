@@ -11,7 +11,7 @@ original-image pixels is the caller's job (see :mod:`ovsam_core.preprocess`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -23,11 +23,13 @@ from ..config import ArchConfig
 from .backbone import CLIPResNetBackbone
 from .clip_pool import attnpool_first_token
 from .fpn import FPN
-from .ovsam_head import HeadOutput, OVSAMHead, classify
+from .ovsam_head import HeadOutput, OVSAMHead, PackedClassifier, classify
 from .sam2clip_neck import SAM2CLIPNeck
 from .fusion import fuse_logits
 
 FPN_STRIDES = (4, 8, 16, 32)
+#: A (C, P, D) prototype tensor or its :class:`PackedClassifier` (see :func:`classify`).
+Classifier = Union[torch.Tensor, PackedClassifier]
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class ImageFeatures:
 
 
 def clip_branch_logits(attn_pool: nn.Module, c5: torch.Tensor, boxes: torch.Tensor,
-                       classifier: torch.Tensor, pool_size: int) -> torch.Tensor:
+                       classifier: Classifier, pool_size: int) -> torch.Tensor:
     """Frozen-CLIP recognition: RoIAlign of ``boxes`` on C5 + CLIP's attention pool.
 
     The pool is evaluated for its output token only (:func:`attnpool_first_token`; equal to
@@ -154,12 +156,12 @@ class OVSAM(nn.Module):
 
     # ------------------------------------------------------------------ recognition
     @staticmethod
-    def head_logits(out: HeadOutput, classifier: torch.Tensor) -> torch.Tensor:
+    def head_logits(out: HeadOutput, classifier: Classifier) -> torch.Tensor:
         """(N, C + 1) logits of the CLIP2SAM head (background last, always 0)."""
         return classify(out.roi_embedding, classifier)
 
     @torch.no_grad()
-    def clip_logits(self, c5: torch.Tensor, boxes: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+    def clip_logits(self, c5: torch.Tensor, boxes: torch.Tensor, classifier: Classifier) -> torch.Tensor:
         """(N, C + 1) logits of the frozen CLIP branch (see :func:`clip_branch_logits`)."""
         return clip_branch_logits(self.backbone.head, c5, boxes, classifier, self.cfg.clip_pool_size)
 
@@ -174,7 +176,7 @@ class OVSAM(nn.Module):
         self,
         features: ImageFeatures,
         out: HeadOutput,
-        classifier: torch.Tensor,
+        classifier: Classifier,
         clip_boxes: torch.Tensor,
         base: torch.Tensor,
         known: Optional[torch.Tensor] = None,
