@@ -1,4 +1,7 @@
-"""Shared fixtures: the parity directory and its generated weights (once per session)."""
+"""Shared fixtures: the parity directory and its generated weights (once per session).
+
+Also loads ``strict_skips`` (``OVSAM_REQUIRE_HOSTS=1``: unexpected skips fail; skip summary).
+"""
 from __future__ import annotations
 
 import subprocess
@@ -7,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
+import strict_skips
 from parity_paths import parity_dir
+
+
+def pytest_configure(config) -> None:
+    if not config.pluginmanager.is_registered(strict_skips):
+        config.pluginmanager.register(strict_skips, "ovsam-strict-skips")
 
 
 def require_parity() -> Path:

@@ -40,7 +40,7 @@ VOCAB = ["cat", "dog", "car"]
 def fo():
     # "fiftyone.operators", not "fiftyone": with tests/ on sys.path, this folder would pass as a
     # namespace package called fiftyone when FiftyOne is not installed
-    pytest.importorskip("fiftyone.operators")
+    pytest.importorskip("fiftyone.operators", reason="FiftyOne is not installed: bash .ci/setup-fiftyone.sh")
     import fiftyone as fo
 
     # another test module may have imported FiftyOne before this conftest ran
