@@ -121,10 +121,28 @@ def test_async_learning_and_project_deletion(client_for, docroot):
 
 
 def test_learning_can_be_disabled(client_for, docroot):
+    """learn=False: annotations (webhooks and /train) store nothing and labels do not change;
+    the same annotations with learning on do change them (the control)."""
     client, backend = client_for(learn=False)
-    task, regions, _ = scene_task(docroot, 5, 1)
-    r = client.post("/webhook", json=webhook_body("ANNOTATION_CREATED", task, annotation(regions), CFG))
-    assert r.get_json()["status"] == "ignored" and backend.store is None
+    before = accuracy(client, docroot, range(100, 103))
+    tasks = []
+    for seed in range(3):
+        task, regions, _ = scene_task(docroot, seed, seed + 1)
+        ann = annotation(regions, seed + 1, seed + 1)
+        r = client.post("/webhook", json=webhook_body("ANNOTATION_CREATED", task, ann, CFG))
+        assert r.status_code == 201
+        assert r.get_json() == {"status": "ignored", "action": "ANNOTATION_CREATED", "reason": "learning is disabled"}
+        tasks.append(dict(task, annotations=[ann]))
+    r = client.post("/train", json={"annotations": tasks, "project": "1", "label_config": CFG})
+    assert r.status_code == 200 and r.get_json()["status"] == "ignored"
+    assert backend.store is None and not backend.s.db_path.exists()
+    m = client.get("/metrics").get_json()
+    assert "prototypes" not in m and "prototypes_learned" not in m["counters"]
+    assert accuracy(client, docroot, range(100, 103)) == before
+    on, backend_on = client_for()  # learning on: the same webhooks change the labels
+    for task in tasks:
+        on.post("/webhook", json=webhook_body("ANNOTATION_CREATED", task, task["annotations"][0], CFG))
+    assert len(prototype_rows(backend_on)) == 9 and accuracy(on, docroot, range(100, 103)) != before
 
 
 def test_legacy_train_call_learns_every_annotated_task(client_for, docroot):

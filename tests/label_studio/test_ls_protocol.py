@@ -8,6 +8,7 @@ from ls_fixtures import *  # noqa: F401,F403 - fixtures (and the skip without th
 
 import json
 import logging
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from ovsam_plugins.label_studio.outputs import brush_rle_to_mask
 from ovsam_plugins.label_studio.regions import polygon_mask
 
 from ls_helpers import (LABELS, SHAPES, annotation, config_xml, keypoint, ls_task, predict_body,
-                        rectangle)
+                        rectangle, webhook_body)
 
 W, H = 480, 360
 
@@ -368,12 +369,49 @@ def test_basic_auth(client_for):
     assert client.get("/metrics", headers={"Authorization": f"Basic {good}"}).status_code == 200
 
 
-def test_other_webhook_actions_are_acknowledged(client):
-    r = client.post("/webhook", json={"action": "TASKS_CREATED", "project": {"id": 1}})
-    assert r.status_code == 201 and r.get_json()["status"] == "ignored"
+@pytest.mark.parametrize("action", ["TASKS_CREATED", "PROJECT_UPDATED", "ANNOTATION_SOMETHING_NEW"])
+def test_other_webhook_actions_are_acknowledged(client_for, action):
+    """Unknown actions get a 201 "ignored" and change nothing, even with a learnable annotation in
+    the body; the same body as ANNOTATION_CREATED does store prototypes (the control)."""
+    client, backend = client_for()
+    ann = annotation([rectangle((100, 80, 220, 200), W, H, label="square", from_name="prompt_box")])
+    body = webhook_body(action, ls_task(), ann, config_xml(outputs=("rectangle",)))
+    r = client.post("/webhook", json=body)
+    assert r.status_code == 201 and r.get_json() == {"status": "ignored", "action": action}
+    m = client.get("/metrics").get_json()
+    assert m["prototypes"] == {} and m["counters"] == {"webhooks": 1.0}
+    assert m["embedding_cache"]["encoder_calls"] == backend._predictor.encoder_calls
+    r = client.post("/webhook", json=dict(body, action="ANNOTATION_CREATED"))
+    assert r.status_code == 201 and r.get_json()["prototypes"] == 1
+    assert client.get("/metrics").get_json()["prototypes"] == {"1": 1}
+
+
+def _vm_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
 
 
 def test_metrics(client):
-    client.post("/predict", json=predict_body([ls_task()], config_xml(), {"result": [keypoint(130, 150, W, H)]}))
+    """Counters count exactly what happened; rss_bytes is this process's resident memory."""
+    before = client.get("/metrics").get_json()
+    assert before["counters"] == {} and before["uptime_seconds"] >= 0
+    bodies = [predict_body([ls_task()], config_xml(), {"result": [keypoint(130, 150, W, H)]}),
+              predict_body([ls_task()], config_xml(outputs=("rectangle",)), {"result": [keypoint(300, 100, W, H)]})]
+    regions = []
+    for body in bodies:
+        r = client.post("/predict", json=body)
+        assert r.status_code == 200
+        regions.append(len(regions_of(r)))
+    assert client.post("/predict", data=b"{bad json", content_type="application/json").status_code == 400
     m = client.get("/metrics").get_json()
-    assert m["rss_bytes"] > 0 and m["counters"]["predict_requests"] == 1 and m["counters"]["regions"] >= 2
+    c = m["counters"]
+    assert c["predict_requests"] == 2 and c["interactive_requests"] == 2 and c["http_400"] == 1
+    assert regions[0] >= 2 and regions[1] == 1  # a brush + its polygons, then one rectangle
+    assert c["regions"] == sum(regions)
+    assert 0 < c["predict_seconds"] and m["uptime_seconds"] >= before["uptime_seconds"]
+    assert "errors" not in c and m["model_loaded"] is True
+    if sys.platform.startswith("linux"):
+        rss = _vm_rss_bytes()
+        assert 0.5 * rss <= m["rss_bytes"] <= 2 * rss, (m["rss_bytes"], rss)
+    else:
+        assert m["rss_bytes"] > 0
