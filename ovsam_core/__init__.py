@@ -35,7 +35,7 @@ from .embedding import (EmbeddingLRU, EmbeddingMismatchError, EmbeddingSignature
                         ImageEmbedding)
 from .text.vocab_data import Vocabulary, get_vocabulary
 from .vocabulary import (TextClassifier, VocabularyError, load_vocabulary, load_vocabulary_bundle,
-                         save_vocabulary_bundle)
+                         is_preset, looks_like_path, parse_vocabulary_text, save_vocabulary_bundle, vocabulary_to_text)
 from .predictor import ObjectPrediction, Prediction, Predictor, resolve_device
 from .results import mask_to_rle, prediction_to_json, render_overlay, rle_to_mask
 
@@ -51,7 +51,8 @@ __all__ = [
     "ImageError", "LoadedImage", "image_digest", "load_image", "Prompt", "PromptError",
     "EmbeddingLRU", "EmbeddingMismatchError", "EmbeddingSignature", "EmbeddingStore", "ImageEmbedding",
     "Vocabulary", "get_vocabulary", "TextClassifier", "VocabularyError", "load_vocabulary",
-    "load_vocabulary_bundle", "save_vocabulary_bundle",
+    "load_vocabulary_bundle", "save_vocabulary_bundle", "is_preset", "looks_like_path", "parse_vocabulary_text",
+    "vocabulary_to_text",
     "ObjectPrediction", "Prediction", "Predictor", "resolve_device",
     "mask_to_rle", "prediction_to_json", "render_overlay", "rle_to_mask",
 ]

@@ -140,11 +140,80 @@ def load_vocabulary(source: VocabSource) -> Vocabulary:
         s = str(source)
         if s.lower() in VOCABULARIES:
             return get_vocabulary(s)
-        if Path(s).exists():
-            return vocabulary_from_file(s)
+        if Path(s).expanduser().exists():
+            return vocabulary_from_file(Path(s).expanduser())
+        if looks_like_path(s):
+            raise VocabularyError(f"vocabulary file not found: {s} (no such file; check the path)")
         raise VocabularyError(f"vocabulary {s!r} is neither a preset ({', '.join(sorted(VOCABULARIES))}) "
                               "nor an existing file")
     return vocabulary_from_list(list(source))
+
+
+#: Suffixes of vocabulary files (``.txt``, ``.json``, ``.yaml``, ``.yml``).
+VOCAB_FILE_SUFFIXES = (".txt", ".json", ".yaml", ".yml")
+
+
+def is_preset(name: Any) -> bool:
+    """True when ``name`` is a preset vocabulary's name (``coco``, ``lvis``, ...; any case)."""
+    return isinstance(name, str) and name.strip().lower() in VOCABULARIES
+
+
+def looks_like_path(text: str) -> bool:
+    """True when ``text`` is meant as a file or folder, not as class names.
+
+    The rule every entry point shares: text without a class separator (``,`` ``;`` ``|`` or a
+    newline) that holds a path separator, starts with ``~`` or ``.``, or ends with a vocabulary
+    file suffix is a path. A path that does not exist is an error, never a class name.
+    """
+    t = text.strip()
+    if not t or any(c in t for c in ",;|\n"):
+        return False
+    return ("/" in t or os.sep in t or t.startswith(("~", "."))
+            or t.lower().endswith(VOCAB_FILE_SUFFIXES))
+
+
+def parse_vocabulary_text(text: str) -> Optional[Union[str, List[str]]]:
+    """The one text syntax of a vocabulary, shared by every host's forms and command lines.
+
+    * empty text: ``None`` (the caller's default, usually the model's vocabulary);
+    * a preset name (``coco``, ``lvis``, ...): the lower-case preset name;
+    * the path of an existing vocabulary file or ``ovsam vocab build`` folder: the path (``~``
+      expanded), after checking that it reads;
+    * otherwise class names separated by commas, semicolons or newlines, the synonyms of one
+      class joined by ``|`` (``"dog|puppy, cat, traffic light"``): the list of names in
+      :func:`load_vocabulary`'s list form (synonyms separated by commas: ``["dog,puppy", ...]``).
+
+    Raises:
+        VocabularyError: a path (:func:`looks_like_path`) that does not exist, an unreadable
+            file or folder, or a list with empty or duplicate classes.
+    """
+    t = text.strip()
+    if not t:
+        return None
+    if t.lower() in VOCABULARIES:
+        return t.lower()
+    p = Path(t).expanduser()
+    if p.exists():
+        if p.is_dir():
+            load_vocabulary_bundle(p)
+        else:
+            vocabulary_from_file(p)
+        return str(p)
+    if looks_like_path(t):
+        raise VocabularyError(f"vocabulary file not found: {t} (no such file or folder; check the path, or give "
+                              f"a preset: {', '.join(sorted(VOCABULARIES))})")
+    names = []
+    for part in t.replace(";", ",").replace("\n", ",").split(","):
+        syn = [s.strip() for s in part.split("|") if s.strip()]
+        if syn:
+            names.append(",".join(syn))
+    vocabulary_from_list(names)
+    return names
+
+
+def vocabulary_to_text(names: Sequence[str]) -> str:
+    """Inverse of :func:`parse_vocabulary_text` for a list of names (``"dog,puppy"`` -> ``dog|puppy``)."""
+    return ", ".join("|".join(s.strip() for s in str(n).split(",") if s.strip()) for n in names)
 
 
 def base_mask_for(vocab: Vocabulary, training_vocabulary: str) -> torch.Tensor:

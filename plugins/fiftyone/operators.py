@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ovsam_core import list_models
+from ovsam_core import list_models, vocabulary_to_text
 
 from .evaluation import evaluate
 from .labeling import label_with_prompts
@@ -80,7 +80,8 @@ class LabelWithPrompts(foo.Operator):
         inputs.str("prompt_field", required=True, label="Prompt field", default=cands[0] if cands else None,
                    description="Detections (boxes) or Keypoints (clicks) to segment and name",
                    view=_choices(cands))
-        inputs.str("label_field", required=True, default="ovsam", label="Output field",
+        # not `required`: FiftyOne does not fill in defaults of programmatic calls before validating
+        inputs.str("label_field", default="ovsam", label="Output field",
                    description="Detections field to write (never overwritten unless you allow it)")
         inputs.str("vocabulary", label="Vocabulary", description=VOCAB_HELP + "; empty: the dataset's "
                    "vocabulary (set_vocabulary), else the model's")
@@ -121,7 +122,7 @@ class LabelWithPrompts(foo.Operator):
                  delegate: bool = False, delegation_target: Optional[str] = None):
         check_prompt_field(sample_collection, prompt_field)  # a clear error before anything is scheduled
         if vocabulary is not None and not isinstance(vocabulary, str):
-            vocabulary = ", ".join(str(v).replace(",", "|") for v in vocabulary)
+            vocabulary = vocabulary_to_text(vocabulary)
         params = dict(prompt_field=prompt_field, label_field=label_field, vocabulary=vocabulary, model=model,
                       mode=mode or "default", top_k=top_k, skip_existing=skip_existing, overwrite=overwrite,
                       device=device)
@@ -146,11 +147,11 @@ class Evaluate(foo.Operator):
         if hasattr(ctx, "target_view"):
             ctx.target_view()
         fields = _detections_fields(ctx)
-        inputs.str("pred_field", required=True, default="ovsam", label="ovsam field", view=_choices(fields))
+        inputs.str("pred_field", default="ovsam", label="ovsam field", view=_choices(fields))
         inputs.str("gt_field", label="Ground-truth field",
                    description="Detections with masks; empty: the prompt field the labels were made from",
                    view=_choices(fields))
-        inputs.str("eval_key", default="ovsam", required=True, label="Evaluation key",
+        inputs.str("eval_key", default="ovsam", label="Evaluation key",
                    description="FiftyOne evaluations <key>_mask and <key>_cls are written")
         inputs.float("iou", default=0.5, min=0.0, max=1.0, label="IoU threshold")
         inputs.bool("compute_mAP", default=False, label="Also compute mAP")
@@ -203,7 +204,7 @@ class SetVocabulary(foo.Operator):
 
     def __call__(self, dataset, vocabulary, prompt_field: Optional[str] = None):
         if vocabulary is not None and not isinstance(vocabulary, str):
-            vocabulary = ", ".join(str(v).replace(",", "|") for v in vocabulary)
+            vocabulary = vocabulary_to_text(vocabulary)
         return _execute(self.uri, dataset, {"vocabulary": vocabulary, "prompt_field": prompt_field}, False, None)
 
 

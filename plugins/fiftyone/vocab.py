@@ -19,53 +19,39 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from ovsam_core import Vocabulary, VocabularyError, load_vocabulary, load_vocabulary_bundle
+from ovsam_core import (Vocabulary, VocabularyError, is_preset, load_vocabulary, load_vocabulary_bundle,
+                        parse_vocabulary_text)
 
 INFO_KEY = "ovsam"
 PROMPT_LABELS = "@prompt_labels"
-PRESETS = ("coco", "lvis", "imagenet21k")
 
 VocabInput = Union[None, str, os.PathLike, Sequence[str], Vocabulary]
-
-
-def _is_path(text: str) -> bool:
-    return bool(text) and Path(text).expanduser().exists()
 
 
 def parse_vocabulary(value: VocabInput, samples=None, prompt_field: Optional[str] = None):
     """Text / list / path -> a source ``ovsam_core`` accepts (None stays None).
 
+    Text follows :func:`ovsam_core.parse_vocabulary_text` (one syntax for every host); a path
+    that does not exist is an error, never a class name.
+
     Raises:
-        VocabularyError: empty text, unreadable file, or ``@prompt_labels`` without labels.
+        VocabularyError: a missing or unreadable file, a bad list, or ``@prompt_labels`` without labels.
     """
     if value is None or isinstance(value, Vocabulary):
         return value
     if isinstance(value, os.PathLike):
-        return str(value)
+        if not Path(value).expanduser().exists():
+            raise VocabularyError(f"vocabulary file not found: {value} (no such file or folder; check the path)")
+        return parse_vocabulary_text(str(value))
     if not isinstance(value, str):
         names = [str(v) for v in value]
         load_vocabulary(names)  # validates: empty names, duplicates
         return names
-    text = value.strip()
-    if not text:
-        return None
-    if text.lower() in PRESETS:
-        return text.lower()
-    if text == PROMPT_LABELS:
+    if value.strip() == PROMPT_LABELS:
         if samples is None or not prompt_field:
             raise VocabularyError(f"{PROMPT_LABELS} needs a dataset and a prompt field")
         return prompt_label_names(samples, prompt_field)
-    if _is_path(text):
-        p = str(Path(text).expanduser())
-        if Path(p).is_dir():
-            load_vocabulary_bundle(p)
-        else:
-            load_vocabulary(p)
-        return p
-    names = [",".join(s.strip() for s in part.split("|") if s.strip()) for part in text.replace("\n", ",").split(",")]
-    names = [n for n in names if n]
-    load_vocabulary(names)
-    return names
+    return parse_vocabulary_text(value)
 
 
 def prompt_label_names(samples, prompt_field: str) -> List[str]:
@@ -86,7 +72,7 @@ def describe(source) -> Dict[str, Any]:
     if source is None:
         return {"default": True}
     if isinstance(source, str):
-        return {"preset": source} if source in PRESETS else {"path": source}
+        return {"preset": source} if is_preset(source) else {"path": source}
     if isinstance(source, Vocabulary):
         return {"names": list(source.names), "key": source.key,
                 "parents": list(source.parents) if source.parents else None}
@@ -119,7 +105,7 @@ def set_vocabulary(dataset, vocabulary: VocabInput, prompt_field: Optional[str] 
     """
     ds = _root(dataset)
     source = parse_vocabulary(vocabulary, dataset, prompt_field)
-    if isinstance(source, str) and source not in PRESETS and Path(source).is_file():
+    if isinstance(source, str) and not is_preset(source) and Path(source).is_file():
         source = load_vocabulary(source)
         if not source.parents:
             source = list(source.names)
