@@ -38,6 +38,10 @@ from .vocabulary import (TextClassifier, VocabularyError, load_vocabulary, load_
                          is_preset, looks_like_path, parse_vocabulary_text, save_vocabulary_bundle, vocabulary_to_text)
 from .predictor import ObjectPrediction, Prediction, Predictor, resolve_device
 from .results import mask_to_rle, prediction_to_json, render_overlay, rle_to_mask
+from .fetch import (ImageTooLargeError, UnsafeSourceError, check_image_pixels, decode_data_url,
+                    image_header_size, is_public_address, load_image_limited, safe_join)
+from .masks import (MaskPolygons, crop_iou, crop_to_rle, mask_box, mask_to_polygons, polygon_to_mask,
+                    resize_nearest, tight_crop)
 
 __all__ = [
     "__version__", "ARCHS", "ArchConfig", "OVSAM_RN50X16", "OVSAM_TEST",
@@ -55,4 +59,8 @@ __all__ = [
     "vocabulary_to_text",
     "ObjectPrediction", "Prediction", "Predictor", "resolve_device",
     "mask_to_rle", "prediction_to_json", "render_overlay", "rle_to_mask",
+    "ImageTooLargeError", "UnsafeSourceError", "check_image_pixels", "decode_data_url", "image_header_size",
+    "is_public_address", "load_image_limited", "safe_join",
+    "MaskPolygons", "crop_iou", "crop_to_rle", "mask_box", "mask_to_polygons", "polygon_to_mask",
+    "resize_nearest", "tight_crop",
 ]

@@ -6,7 +6,6 @@ and reused directly. One :class:`Backend` per process; the model is loaded lazil
 """
 from __future__ import annotations
 
-import io
 import logging
 import queue
 import threading
@@ -16,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ovsam_core import ImageError, LoadedImage, PromptError, __version__, load_image
+from ovsam_core import ImageError, ImageTooLargeError, LoadedImage, PromptError, __version__, load_image_limited
 
 from . import outputs
 from .fetch import ImageFetchError, ImageFetcher
@@ -171,18 +170,9 @@ class Backend:
                 return hit
         data = self.fetcher.fetch(ref, task_id)
         try:
-            from PIL import Image
-
-            with Image.open(io.BytesIO(data)) as im:
-                w, h = im.size
-            if w * h > self.s.max_image_pixels:
-                raise ImageFetchError(f"image is {w}x{h} pixels, over the {self.s.max_image_pixels} limit", 413)
-        except ImageFetchError:
-            raise
-        except Exception:  # noqa: BLE001 - let load_image produce the precise message
-            pass
-        try:
-            img = load_image(data)
+            img = load_image_limited(data, self.s.max_image_pixels, self.s.max_image_bytes)
+        except ImageTooLargeError as e:
+            raise ImageFetchError(f"{e} (OVSAM_LS_MAX_IMAGE_PIXELS)", 413) from None
         except ImageError as e:
             raise ImageFetchError(f"unreadable image: {e}", 422) from None
         nbytes = img.rgb.nbytes
@@ -271,9 +261,11 @@ class Backend:
     def _batch(self, task: Mapping, cfg: ProjectConfig, project: str) -> Dict[str, Any]:
         items, source = self._prompt_source(task)
         if not items:
-            log.info("task %s: no rectangles or keypoints in its annotations or predictions: nothing to segment "
-                     "(draw boxes or clicks, or import box predictions, then retrieve predictions again)", task.get("id"))
-            return self._task_result([])
+            msg = ("no rectangles or keypoints in its annotations or predictions: nothing to segment (draw boxes or "
+                   "clicks, or import box predictions, then retrieve predictions again)")
+            log.info("task %s: %s", task.get("id"), msg)
+            # no "result": Label Studio stores no (empty) prediction, so a later retrieval runs again
+            return {"error": msg, "task": task.get("id"), "model_version": self.model_version}
         regions_all: List[Dict[str, Any]] = []
         scores_all: List[float] = []
         n_prompts = 0
@@ -292,6 +284,9 @@ class Backend:
             regions_all += regions
             scores_all += scores
         log.info("task %s: %d prompts from %s -> %d regions", task.get("id"), n_prompts, source, len(regions_all))
+        if not regions_all:  # nothing to store: an empty prediction would stop later retrievals
+            return {"error": f"no region from the {n_prompts} prompts of {source}", "task": task.get("id"),
+                    "model_version": self.model_version}
         return self._task_result(regions_all, scores_all)
 
     def _prompt_source(self, task: Mapping) -> Tuple[List[Mapping], str]:
@@ -397,7 +392,7 @@ class Backend:
             p_text = np.zeros(len(mapper.labels)) if no_text else mapper.label_probs(o.top_k)
             sims = pset.similarities(d) if d is not None else {}
             obj_scores = []
-            polys = None
+            polys = cover = None
             for c in controls:
                 names = [lab.name for lab in labels_by_control[c.name]]
                 choice = self._choose(names, mapper, p_text, sims, p.label if interactive else None)
@@ -411,9 +406,15 @@ class Backend:
                     regions.append(outputs.region(c, outputs.brush_value(o.mask), label, w, h, score, meta))
                 elif c.kind == "polygon":
                     if polys is None:
-                        polys = outputs.polygon_values(o.mask, w, h)
+                        polys, cover = outputs.polygon_values(o.mask, w, h)
+                        if cover.dropped_parts:
+                            log.info("task %s: polygons of %s (smaller parts are in the brush output)",
+                                     task.get("id"), cover.describe())
+                    pmeta = meta if not cover.dropped_parts else {**meta, "text": [meta["text"][0] + "; polygons: "
+                                                                                    + cover.describe()],
+                                                                  "polygon_coverage": round(cover.coverage, 4)}
                     for pv in polys:
-                        regions.append(outputs.region(c, pv, label, w, h, score, meta))
+                        regions.append(outputs.region(c, pv, label, w, h, score, pmeta))
                 elif c.kind == "rectangle":
                     regions.append(outputs.region(c, outputs.rectangle_value(o.bbox_xyxy, w, h), label, w, h, score, meta))
                 obj_scores.append(score)

@@ -36,7 +36,9 @@ def register(subparsers) -> None:
     s.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"], help="image-encoder precision")
     s.add_argument("--weights-dir", type=Path, help="folder holding the model's files by their official names")
     s.add_argument("--weights", type=Path, help="a fused .safetensors file written by `ovsam convert`")
-    s.add_argument("--model-dir", type=Path, help="where the learned prototypes (SQLite) live (env MODEL_DIR)")
+    s.add_argument("--data-dir", "--model-dir", dest="model_dir", type=Path,
+                   help="where the learned prototypes (SQLite) live (env OVSAM_LS_DATA_DIR or MODEL_DIR; default "
+                        "the platform's user data folder, e.g. ~/.local/share/ovsam/label-studio)")
     s.add_argument("--label-studio-url", help="Label Studio's URL for /data/... images (env LABEL_STUDIO_URL)")
     s.add_argument("--document-root", type=Path,
                    help="read /data/local-files/?d= paths from this folder (env LOCAL_FILES_DOCUMENT_ROOT)")
@@ -87,10 +89,14 @@ def serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from .settings import settings_to_env
 
-    from ovsam_core import get_model_spec
+    from ovsam_core import get_model_spec, parse_vocabulary_text
 
     get_model_spec(settings.model)  # an unknown model is a usage error now, not in every worker later
+    if settings.vocab:
+        parse_vocabulary_text(settings.vocab)  # a mistyped path is a usage error, not a class name
     os.environ.update(settings_to_env(settings))  # workers (and their reloads) read the same settings
+    logging.getLogger("ovsam.label_studio").info(
+        "learned prototypes: %s%s", settings.db_path, "" if settings.learn else " (learning off)")
     if args.check:
         from .backend import Backend, BackendError
 
@@ -113,7 +119,7 @@ def serve(args: argparse.Namespace) -> int:
         "serving %s on http://%s:%d (%s)", settings.model, args.host, args.port,
         "gunicorn" if use_gunicorn else "werkzeug")
     if use_gunicorn:
-        _run_gunicorn(args)
+        _exec_gunicorn(args)
     else:
         from werkzeug.serving import run_simple
 
@@ -123,24 +129,17 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_gunicorn(args: argparse.Namespace) -> None:
-    from gunicorn.app.base import BaseApplication
+def _exec_gunicorn(args: argparse.Namespace) -> None:
+    """Replace this process by a fresh Python running the gunicorn master (:mod:`.gunicorn_main`).
 
-    class _App(BaseApplication):
-        def load_config(self):
-            # no preload: each worker imports torch and loads the model after the fork
-            # (CUDA cannot be initialised before a fork)
-            for k, v in {"bind": f"{args.host}:{args.port}", "workers": args.workers, "threads": args.threads,
-                         "worker_class": "gthread", "timeout": 0, "graceful_timeout": 30, "preload_app": False,
-                         "accesslog": "-", "errorlog": "-", "loglevel": str(args.log_level).lower(),
-                         # gunicorn >= 25 opens a control socket under $HOME by default; not needed here
-                         "control_socket_disable": True}.items():
-                if k in self.cfg.settings:
-                    self.cfg.set(k, v)
+    This process has imported torch (``ovsam_core``); the master never runs the model, so it
+    starts from a clean interpreter that imports gunicorn only, and each worker imports torch
+    and loads the model after the fork (no preload: CUDA cannot be initialised before a fork).
+    """
+    import sys
 
-        def load(self):
-            from .app import create_app
-
-            return create_app()  # settings from the environment set above
-
-    _App().run()
+    argv = [sys.executable, "-m", "ovsam_plugins.label_studio.gunicorn_main", f"{args.host}:{args.port}",
+            str(args.workers), str(args.threads), str(args.log_level).lower()]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)

@@ -24,16 +24,16 @@ refresh token) is exchanged at ``/api/token/refresh`` for a short-lived access t
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import logging
 import socket
 import threading
 import time
 from pathlib import Path
 from typing import Optional, Tuple
-from urllib.parse import parse_qs, quote, unquote, urljoin, urlparse
+from urllib.parse import parse_qs, quote, urljoin, urlparse
+
+from ovsam_core import (ImageTooLargeError, UnsafeSourceError, decode_data_url, is_public_address,
+                        safe_join as core_safe_join)
 
 log = logging.getLogger("ovsam.label_studio")
 
@@ -63,28 +63,16 @@ def _host_port(url: str) -> Tuple[str, int]:
     return (p.hostname or "").lower(), port
 
 
-def _is_public(ip: str) -> bool:
-    a = ipaddress.ip_address(ip)
-    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
-        a = a.ipv4_mapped
-    return not (a.is_private or a.is_loopback or a.is_link_local or a.is_reserved or a.is_multicast
-                or a.is_unspecified)
-
-
 def is_jwt(token: str) -> bool:
     return token.count(".") == 2 and token.startswith("eyJ")
 
 
 def safe_join(root: str, relative: str) -> Path:
-    """``root/relative`` resolved (symlinks too) and checked to stay inside ``root``."""
-    rel = unquote(relative).replace("\\", "/")
-    if "\x00" in rel:
-        raise ForbiddenImageSource("refused: NUL byte in the path")
-    base = Path(root).resolve()
-    target = (base / rel.lstrip("/")).resolve()
-    if target != base and base not in target.parents:
-        raise ForbiddenImageSource(f"refused: {relative!r} leaves the document root")
-    return target
+    """:func:`ovsam_core.fetch.safe_join`, refusals as :class:`ForbiddenImageSource` (403)."""
+    try:
+        return core_safe_join(root, relative)
+    except UnsafeSourceError as e:
+        raise ForbiddenImageSource(str(e)) from None
 
 
 class ImageFetcher:
@@ -137,15 +125,12 @@ class ImageFetcher:
         raise ForbiddenImageSource(f"refused: {ref[:200]!r} is neither a Label Studio URL nor an allowed URL")
 
     def _data_url(self, ref: str) -> bytes:
-        head, _, payload = ref.partition(",")
-        if not head.startswith("data:image/") or not head.endswith(";base64"):
-            raise ImageFetchError("only base64 data:image/... URLs are supported", 422)
-        if len(payload) > self.s.max_image_bytes * 4 // 3 + 4:
-            raise ImageFetchError(f"image larger than {self.s.max_image_bytes} bytes", 413)
         try:
-            return base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise ImageFetchError("the data: URL is not valid base64", 422) from None
+            return decode_data_url(ref, self.s.max_image_bytes)
+        except ImageTooLargeError as e:
+            raise ImageFetchError(str(e), 413) from None
+        except ValueError as e:
+            raise ImageFetchError(str(e), 422) from None
 
     def _read_file(self, path: Path) -> bytes:
         if not path.is_file():
@@ -187,7 +172,7 @@ class ImageFetcher:
         except socket.gaierror:
             raise ImageFetchError(f"cannot resolve host {host!r}", 422) from None
         for info in infos:
-            if not _is_public(info[4][0]):
+            if not is_public_address(info[4][0]):
                 raise ForbiddenImageSource(f"refused: {host} resolves to a non-public address")
 
     def _from_label_studio(self, path: str, presign: bool = False) -> bytes:

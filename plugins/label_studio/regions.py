@@ -14,7 +14,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ovsam_core import Prompt
+from ovsam_core import Prompt, polygon_to_mask
 
 from .labels import RESULT_TYPES
 
@@ -140,32 +140,13 @@ def batch_prompts(items: Sequence[Mapping], width: int, height: int, to_name: st
 
 # ------------------------------------------------------------------------------------- masks
 def polygon_mask(points_pct: Sequence[Sequence[float]], width: int, height: int) -> np.ndarray:
-    """(H, W) bool of a polygon given in percent: the pixels whose centre is inside (even-odd rule).
-
-    Polygons written by :mod:`.outputs` run along pixel edges, so they rasterise back to exactly
-    the pixels they were traced from.
-    """
-    pts = np.array([(_num(p[0], "polygon x") * width / 100.0, _num(p[1], "polygon y") * height / 100.0)
-                    for p in points_pct], np.float64).reshape(-1, 2)
-    if len(pts) < 3:
-        raise RegionError("a polygon needs at least 3 points")
-    mask = np.zeros((height, width), bool)
-    x, y = pts[:, 0], pts[:, 1]
-    x2, y2 = np.roll(x, -1), np.roll(y, -1)
-    r0 = max(int(np.floor(y.min() - 0.5)), 0)
-    r1 = min(int(np.ceil(y.max() + 0.5)), height)
-    for r in range(r0, r1):
-        yc = r + 0.5
-        sel = ((y <= yc) & (y2 > yc)) | ((y2 <= yc) & (y > yc))
-        if not sel.any():
-            continue
-        xs = np.sort(x[sel] + (yc - y[sel]) * (x2[sel] - x[sel]) / (y2[sel] - y[sel]))
-        for a, b in zip(xs[0::2], xs[1::2]):
-            c0 = max(int(np.ceil(a - 0.5)), 0)
-            c1 = min(int(np.ceil(b - 0.5)), width)
-            if c1 > c0:
-                mask[r, c0:c1] = True
-    return mask
+    """(H, W) bool of a polygon given in percent (:func:`ovsam_core.polygon_to_mask`: pixel centres
+    inside); polygons written by :mod:`.outputs` rasterise back to exactly their pixels."""
+    pts = [(_num(p[0], "polygon x") * width / 100.0, _num(p[1], "polygon y") * height / 100.0) for p in points_pct]
+    try:
+        return polygon_to_mask(pts, height, width)
+    except ValueError as e:
+        raise RegionError(str(e)) from None
 
 
 def brush_mask(value: Mapping, width: int, height: int) -> np.ndarray:

@@ -19,6 +19,13 @@ def _hosts(v: str) -> Tuple[str, ...]:
     return tuple(h.strip().lower() for h in v.replace(";", ",").split(",") if h.strip())
 
 
+def default_data_dir() -> Path:
+    """``<platform user data dir>/ovsam/label-studio`` (e.g. ``~/.local/share/ovsam/label-studio``)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("ovsam", appauthor=False)) / "label-studio"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the backend is configured with.
@@ -28,7 +35,9 @@ class Settings:
         vocab: ``None`` (default): the project's own labels (+ their ``predicted_values``); else a
             preset (``lvis``, ``coco``, ``imagenet21k``), a vocabulary file or a ``vocab build``
             folder, whose classes are mapped onto the project's labels.
-        model_dir: where the prototypes database lives (``MODEL_DIR`` as in label-studio-ml).
+        model_dir: where the prototypes database lives (``--data-dir``, ``OVSAM_LS_DATA_DIR`` or
+            ``MODEL_DIR`` as in label-studio-ml); default :func:`default_data_dir` (the platform's
+            user data folder, never the current directory).
         label_studio_url / api_key: how to fetch ``/data/...`` images (legacy token or personal
             access token); ``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY``.
         allowed_hosts: extra hosts images may be fetched from (besides Label Studio's).
@@ -53,7 +62,7 @@ class Settings:
     dtype: str = "fp32"
     weights_dir: Optional[str] = None
     weights: Optional[str] = None
-    model_dir: str = "./ovsam-label-studio"
+    model_dir: str = ""
     label_studio_url: Optional[str] = None
     api_key: Optional[str] = None
     allowed_hosts: Tuple[str, ...] = ()
@@ -78,6 +87,8 @@ class Settings:
     extra: Dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        if not self.model_dir:
+            object.__setattr__(self, "model_dir", str(default_data_dir()))
         if self.label_source not in ("model", "smart"):
             raise ValueError(f"label_source must be 'model' or 'smart', got {self.label_source!r}")
         if self.top_k < 1:
@@ -105,6 +116,7 @@ _ENV = {
     "OVSAM_LS_WEIGHTS": ("weights", str),
     "MODEL_DIR": ("model_dir", str),
     "OVSAM_LS_MODEL_DIR": ("model_dir", str),
+    "OVSAM_LS_DATA_DIR": ("model_dir", str),
     "LABEL_STUDIO_HOST": ("label_studio_url", str),
     "LABEL_STUDIO_URL": ("label_studio_url", str),
     "LABEL_STUDIO_ACCESS_TOKEN": ("api_key", str),

@@ -52,7 +52,7 @@ def test_serve_check_loads_the_model(monkeypatch, tmp_path, capsys):
     assert main(["label-studio", "serve", "--check", "--model", "ovsam-test", "--device", "cpu",
                  "--model-dir", str(tmp_path)]) == 0
     assert "ok: ovsam-ovsam-test-labels" in capsys.readouterr().out
-    assert os.environ["OVSAM_LS_MODEL"] == "ovsam-test" and os.environ["OVSAM_LS_MODEL_DIR"] == str(tmp_path)
+    assert os.environ["OVSAM_LS_MODEL"] == "ovsam-test" and os.environ["OVSAM_LS_DATA_DIR"] == str(tmp_path)
     assert main(["label-studio", "serve", "--check", "--model", "no-such-model", "--model-dir", str(tmp_path)]) == 2
 
 

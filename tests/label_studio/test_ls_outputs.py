@@ -8,37 +8,13 @@ import math
 import numpy as np
 import pytest
 
+from ovsam_core import mask_box
 from ovsam_plugins.label_studio import outputs
 from ovsam_plugins.label_studio.labels import parse_label_config
 from ovsam_plugins.label_studio.regions import (RegionError, batch_prompts, brush_mask, interactive_prompt,
                                                 polygon_mask, rect_box, region_geometry)
 
 from ls_helpers import config_xml, keypoint, rectangle
-
-
-def filled(m: np.ndarray) -> np.ndarray:
-    """The mask with its holes filled (background 4-connected to the border stays background)."""
-    bg = ~m
-    reach = np.zeros_like(m)
-    reach[[0, -1], :] = bg[[0, -1], :]
-    reach[:, [0, -1]] |= bg[:, [0, -1]]
-    while True:
-        n = reach.copy()
-        n[1:] |= reach[:-1]
-        n[:-1] |= reach[1:]
-        n[:, 1:] |= reach[:, :-1]
-        n[:, :-1] |= reach[:, 1:]
-        n &= bg
-        if (n == reach).all():
-            return ~reach
-        reach = n
-
-
-def raster(polys, w, h):
-    u = np.zeros((h, w), bool)
-    for p in polys:
-        u |= polygon_mask([[100 * x / w, 100 * y / h] for x, y in p], w, h)
-    return u
 
 
 def test_brush_rle_round_trip():
@@ -53,56 +29,15 @@ def test_brush_rle_round_trip():
         brush_mask({"format": "rle", "rle": outputs.mask_to_brush_rle(m)}, 10, 10)
 
 
-def test_polygons_trace_components_exactly():
-    """Unsimplified polygons rasterise (pixel centres) to exactly the hole-filled components."""
-    rng = np.random.default_rng(0)
-    for _ in range(150):
-        h, w = (int(v) for v in rng.integers(2, 24, 2))
-        m = rng.random((h, w)) < rng.uniform(0.1, 0.9)
-        polys = outputs.mask_polygons(m, tol=0.0, max_points=10 ** 6, max_polygons=10 ** 6, min_fraction=0, min_area=1)
-        assert len(polys) == len(outputs.components(m))
-        np.testing.assert_array_equal(raster(polys, w, h), filled(m))
-
-
-def test_components_are_8_connected():
-    m = np.zeros((5, 5), bool)
-    m[0, 0] = m[1, 1] = m[2, 2] = True  # a diagonal: one component
-    m[4, 0] = True
-    comps = outputs.components(m)
-    assert [a for a, _ in comps] == [3, 1]
-
-
-def test_simplified_polygons_stay_close_and_small():
-    h, w = 300, 400
-    yy, xx = np.mgrid[:h, :w]
-    disc = (yy - 150) ** 2 + (xx - 200) ** 2 < 120 ** 2
-    poly = outputs.mask_polygons(disc)[0]
-    assert len(poly) <= 200
-    r = raster([poly], w, h)
-    assert (r & disc).sum() / (r | disc).sum() > 0.98
-    few = outputs.mask_polygons(disc, max_points=12)[0]
-    assert len(few) <= 12
-
-
-def test_small_components_are_dropped_largest_first():
-    m = np.zeros((50, 50), bool)
-    m[5:25, 5:25] = True  # 400 px
-    m[30:40, 30:40] = True  # 100 px
-    m[45, 45] = True  # 1 px
-    polys = outputs.mask_polygons(m, tol=0.0)
-    assert len(polys) == 2
-    assert raster(polys[:1], 50, 50).sum() == 400
-    assert outputs.mask_polygons(np.zeros((4, 4), bool)) == []
-
-
 def test_region_values_are_percent():
     m = np.zeros((50, 100), bool)
     m[10:20, 30:80] = True
-    (pv,) = outputs.polygon_values(m, 100, 50, tol=0.0)
+    (pv,), cover = outputs.polygon_values(m, 100, 50, tolerance=0.0)
+    assert cover.coverage == 1.0
     xs = sorted({x for x, _ in pv["points"]})
     ys = sorted({y for _, y in pv["points"]})
     assert xs == [30.0, 80.0] and ys == [20.0, 40.0] and pv["closed"] is True
-    rv = outputs.rectangle_value(outputs.mask_box(m), 100, 50)
+    rv = outputs.rectangle_value(mask_box(m), 100, 50)
     assert rv == {"x": 30.0, "y": 20.0, "width": 50.0, "height": 20.0, "rotation": 0}
 
 
@@ -146,7 +81,7 @@ def test_region_geometry_of_each_kind():
     brush = {"type": "brushlabels", "value": {"format": "rle", "rle": outputs.mask_to_brush_rle(m)}}
     prompt, mask = region_geometry(brush, 100, 50)
     assert prompt.box == (30, 10, 80, 20) and (mask == m).all()
-    poly = {"type": "polygonlabels", "value": outputs.polygon_values(m, 100, 50, tol=0.0)[0]}
+    poly = {"type": "polygonlabels", "value": outputs.polygon_values(m, 100, 50, tolerance=0.0)[0][0]}
     prompt, mask = region_geometry(poly, 100, 50)
     assert prompt.box == (30, 10, 80, 20) and (mask == m).all()
     prompt, mask = region_geometry(rectangle((1, 2, 3, 4), 100, 50), 100, 50)

@@ -221,15 +221,16 @@ def test_batch_uses_other_models_predictions_not_its_own(client):
     r = client.post("/predict", json=predict_body([ls_task(predictions=[ours, theirs])], cfg))
     assert len(regions_of(r)) == 1
     r = client.post("/predict", json=predict_body([ls_task(predictions=[ours])], cfg))
-    assert regions_of(r) == []
+    assert "result" not in r.get_json()["results"][0]  # its own earlier prediction is no prompt
 
 
-def test_batch_without_prompts_returns_empty_result_and_logs_why(client, caplog):
+def test_batch_without_prompts_stores_nothing_and_logs_why(client, caplog):
+    """No "result" key: Label Studio stores no empty prediction (which would stop later retrievals)."""
     with caplog.at_level(logging.INFO, logger="ovsam.label_studio"):
         r = client.post("/predict", json=predict_body([ls_task(task_id=5)], config_xml()))
     assert r.status_code == 200
-    res = r.get_json()["results"]
-    assert res == [{"result": [], "score": 0.0, "model_version": r.get_json()["model_version"]}]
+    (res,) = r.get_json()["results"]
+    assert "result" not in res and res["task"] == 5 and "nothing to segment" in res["error"]
     assert any("task 5" in m and "nothing to segment" in m for m in caplog.messages)
 
 
