@@ -89,8 +89,32 @@ OVSAM_TEST = ArchConfig(
     vocab_size=49408,
 )
 
+#: The demo architecture of ``ovsam-shapes`` (trained by ``configs/demo_shapes.yaml`` on the
+#: synthetic shapes of :mod:`ovsam_core.synthetic`): 256-px frame like ``test``, but twice as wide
+#: (64-d prompts/decoder, 4 heads) and a deeper CLIP stage 3; ~2.2 M image + 1.6 M text parameters.
+OVSAM_SHAPES = ArchConfig(
+    image_size=256,
+    clip_layers=(1, 1, 2, 1),
+    clip_width=16,
+    clip_embed_dim=64,
+    neck_dim=64,
+    neck_depth=2,
+    neck_heads=4,
+    neck_window_size=8,
+    neck_global_blocks=(1,),
+    prompt_dim=64,
+    decoder_heads=4,
+    decoder_mlp_dim=256,
+    roi_size=7,
+    text_width=32,
+    text_layers=2,
+    text_heads=2,
+    vocab_size=49408,
+)
+
 ARCHS: Dict[str, ArchConfig] = {
     "rn50x16": OVSAM_RN50X16,
     "rn50x16-roi12": OVSAM_RN50X16_ROI12,
     "test": OVSAM_TEST,
+    "shapes": OVSAM_SHAPES,
 }

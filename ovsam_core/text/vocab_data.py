@@ -5,6 +5,7 @@
 * ``coco``: the 80 COCO classes in standard order with upstream's comma-separated synonym
   strings (173 synonyms) and the open-vocabulary split: 48 base, 17 novel, 15 other.
 * ``imagenet21k``: 19,167 ImageNet-21k WordNet classes with comma-separated synonyms.
+* ``shapes``: the 8 synthetic classes of :mod:`ovsam_core.synthetic` (``ovsam-shapes``).
 
 Each :class:`Vocabulary` ``names`` entry is what :func:`~ovsam_core.text.build_classifier`
 takes (it is split into synonyms by :func:`~ovsam_core.text.split_label`).
@@ -110,10 +111,21 @@ def imagenet21k_classes() -> Vocabulary:
                       tuple(r["wnid"] for r in rows))
 
 
+@lru_cache(maxsize=1)
+def shapes_classes() -> Vocabulary:
+    """The 8 synthetic shape classes of :mod:`ovsam_core.synthetic` (``ovsam-shapes``'s
+    vocabulary), in category-id order, with their base/novel split."""
+    from ..synthetic import CATEGORIES
+
+    return Vocabulary("shapes", tuple(c.name for c in CATEGORIES), tuple(str(c.id) for c in CATEGORIES),
+                      tuple(c.split for c in CATEGORIES))
+
+
 VOCABULARIES: Dict[str, Callable[[], Vocabulary]] = {
     "lvis": lvis_classes,
     "coco": coco_classes,
     "imagenet21k": imagenet21k_classes,
+    "shapes": shapes_classes,
 }
 
 

@@ -22,7 +22,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from ..modeling import FPN_STRIDES, OVSAM, classify
-from ..modeling.roi import assign_levels
+from ..modeling.roi import assign_levels, mask_to_box
 from ..text.classifier import build_classifier
 from ..text.encoder import TextEncoder
 from .config import Clip2SamConfig
@@ -117,6 +117,18 @@ class Clip2SamModule(nn.Module):
             points.append(pts[order][~isb])
             box_rows.append(isb)
             off += len(bx)
+        # background point prompts (data.background_prompts): after all object prompts, class
+        # "background" (index C), target mask = the all-zero row appended to the GT masks
+        n_cls = self.classifier.shape[0]
+        bg_pts = batch.get("bg_points") or [torch.zeros(0, 2)] * len(batch["inst"])
+        for b, bp in enumerate(bg_pts):
+            k = len(bp)
+            img_idx.append(torch.full((k,), b, dtype=torch.long))
+            inst.append(torch.full((k,), off, dtype=torch.long))
+            labels.append(torch.full((k,), n_cls, dtype=torch.long))
+            gt_boxes.append(torch.zeros(k, 4))
+            points.append(bp)
+            box_rows.append(torch.zeros(k, dtype=torch.bool))
         is_box = torch.cat(box_rows).to(device)
         boxes_t = torch.cat(boxes).to(device)
         points_t = torch.cat(points).to(device)
@@ -133,10 +145,11 @@ class Clip2SamModule(nn.Module):
                 sparse = sparse.index_put((torch.nonzero(~is_box).flatten(),), pe_pts.to(sparse.dtype))
             g = m.cfg.embedding_size
             dense = m.pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(n, -1, g, g)
+        labels_t = torch.cat(labels).to(device)
         return {
             "sparse": sparse, "dense": dense,
             "img_idx": torch.cat(img_idx).to(device), "inst": torch.cat(inst).to(device),
-            "labels": torch.cat(labels).to(device), "gt_boxes": torch.cat(gt_boxes).to(device),
+            "labels": labels_t, "gt_boxes": torch.cat(gt_boxes).to(device), "is_bg": labels_t == n_cls,
         }
 
     def forward(self, batch: Dict[str, Any]) -> Tuple[LossParts, Dict[str, torch.Tensor]]:
@@ -158,7 +171,14 @@ class Clip2SamModule(nn.Module):
                 "acc": torch.zeros((), device=device), "prompts": torch.zeros((), device=device)}
         masks, label_query = decode_train(m, emb[p["img_idx"]], p["sparse"], p["dense"])
         head = m.mask_decoder
-        roi = roi_align_batched(fpn, p["gt_boxes"], p["img_idx"], self.loss_cfg.roi_size,
+        rois = p["gt_boxes"]
+        if p["is_bg"].any():
+            # a background prompt has no GT box: pool what inference pools, the predicted mask's
+            # tight box (all zeros for an empty mask), so the background column learns from it
+            scale = m.cfg.image_size / masks.shape[-1]
+            pred_boxes = mask_to_box(masks[:, 0].detach() > 0) * scale
+            rois = torch.where(p["is_bg"][:, None], pred_boxes.to(rois.dtype), rois)
+        roi = roi_align_batched(fpn, rois, p["img_idx"], self.loss_cfg.roi_size,
                                 FPN_STRIDES, head.finest_scale)
         roi_emb = head.roi_conv(roi).mean(-1).mean(-1)
         # upstream: roi_feats + 0 * label_mlp(label_query) (quirk Q3)
@@ -174,15 +194,50 @@ class Clip2SamModule(nn.Module):
                                            gen) if k else masks.new_zeros(0, self.loss_cfg.num_points, 2))
         coords_t = torch.cat(coords).to(device)
         gt_masks = torch.cat(batch["masks"]).to(device, non_blocking=True)
+        is_bg = p["is_bg"]
+        if is_bg.any():
+            gt_masks = torch.cat([gt_masks, gt_masks.new_zeros((1, *gt_masks.shape[1:]))])
         parts = clip2sam_losses(logits, p["labels"], masks[:, 0], gt_masks, p["inst"], coords_t,
                                 self.loss_cfg.bg_weight)
-        stats = {"acc": accuracy(logits.detach(), p["labels"]), "prompts": torch.tensor(float(n))}
+        fg = ~is_bg
+        stats = {"acc": accuracy(logits.detach()[fg], p["labels"][fg]), "prompts": torch.tensor(float(n))}
+        if is_bg.any():
+            stats["bg_acc"] = (logits.detach()[is_bg].argmax(-1) == logits.shape[1] - 1).float().mean()
         return parts, stats
 
 
 def build_classifier_for(text: TextEncoder, class_names: Sequence[str], progress: bool) -> torch.Tensor:
     """The (C, P, D) classifier of the training classes (upstream recipe, frozen text tower)."""
     return build_classifier(text, list(class_names), progress=progress)
+
+
+def prepare_synthetic_data(cfg: Clip2SamConfig, info=None) -> None:
+    """Write the synthetic training split of ``cfg.data.synthetic`` (rank 0, once per settings)
+    and point ``cfg.data.images`` / ``cfg.data.annotations`` at it; no-op when it is off."""
+    import dataclasses
+    import json
+
+    from ..synthetic import CATEGORIES, generate_split
+    from .distributed import barrier
+
+    syn = cfg.data.synthetic
+    if syn.num_images <= 0:
+        return
+    root = Path(syn.dir) if syn.dir else Path(cfg.run.work_dir) / "synthetic"
+    params = {k: v for k, v in dataclasses.asdict(syn).items() if k != "dir"}
+    params["image_size"] = cfg.data.image_size
+    stamp = root / "synthetic.json"
+    if (info is None or info.is_main) and not (stamp.is_file() and json.loads(stamp.read_text()) == params):
+        base = [c.name for c in CATEGORIES if c.split == "base"]
+        log.info("writing %d synthetic training images to %s", syn.num_images, root)
+        generate_split(root, "train", syn.num_images, syn.seed, image_size=cfg.data.image_size,
+                       classes=base if syn.train_base_only else None, min_objects=syn.min_objects,
+                       max_objects=syn.max_objects, min_radius=syn.min_radius, max_radius=syn.max_radius)
+        stamp.write_text(json.dumps(params, sort_keys=True))
+    if info is not None:
+        barrier(info)
+    cfg.data.images = str(root / "images" / "train")
+    cfg.data.annotations = str(root / "annotations" / "instances_train.json")
 
 
 class Clip2SamTask:
@@ -205,6 +260,7 @@ class Clip2SamTask:
                              f"image_size {model.cfg.image_size}")
         self.spec = spec
         self.text_encoder = text
+        prepare_synthetic_data(cfg, info)
         inst = CocoInstances(cfg.data.annotations, cfg.data.images, cfg.data.vocabulary, cfg.data.novel_classes)
         self.instances = inst
         self.class_names = inst.class_names
@@ -229,7 +285,8 @@ class Clip2SamTask:
         self.dataset = Clip2SamDataset(
             inst, cfg.data.image_size, seed=cfg.run.seed, lsj_aug=cfg.data.lsj, flip_prob=cfg.data.flip_prob,
             scale_range=tuple(cfg.data.scale_range), min_mask_area=cfg.data.min_mask_area,
-            num_prompts=cfg.data.num_prompts)
+            num_prompts=cfg.data.num_prompts, background_prompts=cfg.data.background_prompts,
+            background_margin=cfg.data.background_margin, box_fraction=cfg.data.box_fraction)
         self.collate = collate
         self.loss_weights = {"cls": cfg.loss.cls_weight, "mask": cfg.loss.mask_weight, "dice": cfg.loss.dice_weight}
 

@@ -121,6 +121,10 @@ class ModelInitConfig:
 
     arch: Optional[str] = None          # default: the init model's architecture
     init_model: str = "ovsam-coco-eval"
+    #: start from a seeded random init of the architecture and read no file at all (for
+    #: models trained from scratch, e.g. ``ovsam-shapes``, whose shipped weights would
+    #: otherwise be the starting point).
+    random_init: bool = False
     weights_dir: Optional[str] = None
     download: bool = True
     #: a SAM checkpoint (e.g. sam_vit_h_4b8939.pth) whose ``mask_decoder.*`` initialises the
@@ -147,6 +151,26 @@ class ModelInitConfig:
 
 # --------------------------------------------------------------------------- CLIP2SAM
 @dataclass
+class SynthDataConfig:
+    """Train on generated synthetic shapes (:mod:`ovsam_core.synthetic`) instead of files.
+
+    With ``num_images > 0`` the training split is written (once; deterministic in these
+    settings) into ``dir`` (default ``<run.work_dir>/synthetic``) and ``data.images`` /
+    ``data.annotations`` point there, so one command trains from nothing.
+    """
+
+    num_images: int = 0
+    seed: int = 0
+    dir: Optional[str] = None
+    min_objects: int = 1
+    max_objects: int = 4
+    min_radius: float = 0.12
+    max_radius: float = 0.24
+    #: the novel classes never appear in the training images (open-vocabulary protocol)
+    train_base_only: bool = True
+
+
+@dataclass
 class Clip2SamData:
     """COCO-format instances; open-vocabulary split; LSJ augmentation; prompt sampling."""
 
@@ -169,7 +193,16 @@ class Clip2SamData:
     #: prompts per image (GT instances tiled then truncated); the first ceil-ish half (n//2+1)
     #: are GT boxes, the rest single random mask points.
     num_prompts: int = 40
+    #: extra single-point prompts per image on background pixels (``background_margin`` px away
+    #: from every object), trained to an empty mask and the background class: an objectness
+    #: signal for prompt-free "segment everything" (not in upstream's recipe: 0 = off).
+    background_prompts: int = 0
+    #: fraction of the ``num_prompts`` that are GT boxes (the rest single points); null =
+    #: upstream's ``num_prompts // 2 + 1``.
+    box_fraction: Optional[float] = None
+    background_margin: int = 4
     max_images: Optional[int] = None
+    synthetic: SynthDataConfig = field(default_factory=SynthDataConfig)
 
 
 @dataclass

@@ -274,12 +274,14 @@ def resize_eval(rgb: np.ndarray, masks: np.ndarray, size: int) -> Tuple[np.ndarr
 
 
 # --------------------------------------------------------------------------- prompts
-def sample_prompts(masks: np.ndarray, num: int, rng: np.random.Generator) -> Dict[str, np.ndarray]:
+def sample_prompts(masks: np.ndarray, num: int, rng: np.random.Generator,
+                   box_fraction: Optional[float] = None) -> Dict[str, np.ndarray]:
     """Upstream prompt sampling for one image with K >= 1 instances.
 
     Instances are tiled to at least ``num`` and the first ``num`` kept; each gets one
     uniformly random pixel of its mask as a point; the prompts are shuffled; the first
     ``num // 2 + 1`` become GT-box prompts and the others single-point prompts (21 / 19 for 40).
+    ``box_fraction`` replaces upstream's rule by ``round(num * box_fraction)`` box prompts.
 
     Returns ``inst`` (N,) instance index, ``is_box`` (N,) bool, ``points`` (N, 2) float (x, y).
     """
@@ -295,8 +297,30 @@ def sample_prompts(masks: np.ndarray, num: int, rng: np.random.Generator) -> Dic
     perm = rng.permutation(len(inst))
     inst, points = inst[perm], points[perm]
     n = len(inst)
-    is_box = np.repeat(np.arange(2), n // 2 + 1)[:n] == 0
+    n_box = n // 2 + 1 if box_fraction is None else int(round(n * box_fraction))
+    is_box = np.arange(n) < n_box
     return {"inst": inst.astype(np.int64), "is_box": is_box, "points": points}
+
+
+def sample_background_points(masks: np.ndarray, valid_hw: Tuple[int, int], num: int, margin: int,
+                             rng: np.random.Generator) -> np.ndarray:
+    """``num`` points (x, y) on background pixels: inside the valid (unpadded) image area and at
+    least ``margin`` pixels (Chebyshev) away from every instance mask. (0, 2) when none is left.
+
+    They train the *objectness* signal: a prompt there must give an empty mask and the
+    background class (see ``data.background_prompts``)."""
+    h, w = int(valid_hw[0]), int(valid_hw[1])
+    fg = masks.any(axis=0)[:h, :w] if len(masks) else np.zeros((h, w), bool)
+    if margin > 0 and fg.any():
+        import torch.nn.functional as F
+
+        t = torch.from_numpy(fg.astype(np.float32))[None, None]
+        fg = F.max_pool2d(t, 2 * margin + 1, stride=1, padding=margin)[0, 0].numpy() > 0
+    ys, xs = np.nonzero(~fg)
+    if num <= 0 or len(xs) == 0:
+        return np.zeros((0, 2), np.float32)
+    pick = rng.integers(len(xs), size=num)
+    return np.stack([xs[pick], ys[pick]], axis=1).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -310,13 +334,19 @@ class Clip2SamDataset(torch.utils.data.Dataset):
     Items are requested as ``(index, epoch)`` (see :class:`GlobalBatchSampler`); each returns
     ``image`` (3, S, S) float, ``masks`` (K, S, S) bool of the prompted instances, ``boxes``
     (K, 4) and ``labels`` (K,), and the prompts ``inst``/``is_box``/``points`` (see
-    :func:`sample_prompts`) plus ``seed`` (for the loss's random point sampling).
+    :func:`sample_prompts`) plus ``seed`` (for the loss's random point sampling) and
+    ``bg_points`` (B, 2): background point prompts (:func:`sample_background_points`; B = 0
+    unless ``background_prompts`` is set).
     """
 
     def __init__(self, instances: CocoInstances, image_size: int, *, seed: int = 0, lsj_aug: bool = True,
                  flip_prob: float = 0.5, scale_range: Tuple[float, float] = (0.9, 2.0),
-                 min_mask_area: int = 32, num_prompts: int = 40) -> None:
+                 min_mask_area: int = 32, num_prompts: int = 40, background_prompts: int = 0,
+                 background_margin: int = 4, box_fraction: Optional[float] = None) -> None:
         self.instances = instances
+        self.box_fraction = box_fraction
+        self.background_prompts = background_prompts
+        self.background_margin = background_margin
         self.size = image_size
         self.seed = seed
         self.lsj = lsj_aug
@@ -348,10 +378,13 @@ class Clip2SamDataset(torch.utils.data.Dataset):
             rgb, masks = resize_eval(rgb, masks, self.size)
             keep = masks.reshape(len(masks), -1).sum(1) >= max(1, self.min_mask_area)
             masks, labels = masks[keep], labels[keep]
-        prompts = sample_prompts(masks, self.num_prompts, rng)
+        prompts = sample_prompts(masks, self.num_prompts, rng, self.box_fraction)
+        bg = sample_background_points(masks, rgb.shape[:2], self.background_prompts, self.background_margin,
+                                      np.random.default_rng([self.seed, epoch, index, 1]))
         used, inst = np.unique(prompts["inst"], return_inverse=True)
         masks = pad_masks(masks[used], self.size)
         return {
+            "bg_points": torch.from_numpy(bg),
             "image": normalize_pad(rgb, self.size),
             "masks": torch.from_numpy(masks),
             "boxes": torch.from_numpy(masks_to_boxes(masks)),

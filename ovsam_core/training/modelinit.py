@@ -168,7 +168,9 @@ def build_model(cfg: ModelInitConfig, roles: Sequence[str], progress: bool = Tru
     arch = cfg.arch or spec.arch
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHS)}")
-    if not spec.files or (cfg.weights_dir and (Path(cfg.weights_dir) / f"{spec.name}.safetensors").is_file()):
+    if cfg.random_init:
+        model, text = _seeded(ARCHS[arch])
+    elif not spec.files or (cfg.weights_dir and (Path(cfg.weights_dir) / f"{spec.name}.safetensors").is_file()):
         if arch != spec.arch:
             raise ValueError(f"model {spec.name!r} is architecture {spec.arch!r}, not {arch!r}")
         loaded = load_model(spec.name, cfg.weights_dir, download=cfg.download, progress=progress)
