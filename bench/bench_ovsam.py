@@ -36,7 +36,6 @@ import gc
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -58,178 +57,9 @@ CL = torch.channels_last
 BF16 = torch.bfloat16
 
 
-# =============================================================================== measurement
-_CLK = os.sysconf("SC_CLK_TCK")
-NCPU = os.cpu_count() or 1
-
-
-def _proc_stat() -> Tuple[float, float]:
-    """(busy seconds of all CPUs, steal seconds) since boot, from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-    except OSError:
-        return float("nan"), float("nan")
-    user, nice, system, idle, iowait, irq, softirq = v[:7]
-    steal = v[7] if len(v) > 7 else 0
-    return (user + nice + system + irq + softirq) / _CLK, steal / _CLK
-
-
-class Meter:
-    """Wall time, this process's CPU time and the other processes' CPU share over an interval."""
-
-    def __enter__(self) -> "Meter":
-        self._busy0, self._steal0 = _proc_stat()
-        self._cpu0 = time.process_time()
-        self._t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.wall = time.perf_counter() - self._t0
-        self.cpu = time.process_time() - self._cpu0
-        busy, steal = _proc_stat()
-        cap = max(self.wall, 1e-9) * NCPU
-        self.foreign_cpu = max(0.0, (busy - self._busy0) - self.cpu)
-        # /proc/stat has a 1/CLK_TCK resolution: intervals under ~0.2 s are noisy.
-        self.foreign = min(1.0, self.foreign_cpu / cap)
-        self.steal = (steal - self._steal0) / cap
-
-    def record(self) -> Dict[str, float]:
-        return {"s": round(self.wall, 6), "cpu_s": round(self.cpu, 4),
-                "foreign": round(self.foreign, 3), "steal": round(self.steal, 3)}
-
-
-def summarize(runs: List[Dict[str, float]], window: Optional[Meter] = None) -> Dict[str, Any]:
-    ts = [r["s"] for r in runs]
-    out = {
-        "median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts),
-        "runs_s": [round(t, 4) for t in ts],
-        "foreign_runs": [r["foreign"] for r in runs],
-        "foreign_median": statistics.median(r["foreign"] for r in runs),
-        "cpu_s_median": statistics.median(r["cpu_s"] for r in runs),
-    }
-    if window is not None:
-        out["foreign_window"] = round(window.foreign, 3)
-        out["steal_window"] = round(window.steal, 3)
-    return out
-
-
-def time_fn(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Dict[str, Any]:
-    for _ in range(warmup):
-        fn()
-    runs = []
-    with Meter() as window:
-        for _ in range(repeats):
-            with Meter() as m:
-                fn()
-            runs.append(m.record())
-    return summarize(runs, window)
-
-
-def fmt_s(s: float) -> str:
-    if s >= 10:
-        return f"{s:.1f} s"
-    if s >= 1:
-        return f"{s:.2f} s"
-    return f"{s * 1000:.1f} ms"
-
-
-def log(msg: str) -> None:
-    stamp = _dt.datetime.now().strftime("%H:%M:%S")
-    print(f"[{stamp}] {msg}", flush=True)
-
-
-def log_timing(name: str, r: Dict[str, Any], extra: str = "") -> None:
-    log(f"{name}: median {fmt_s(r['median_s'])}, min {fmt_s(r['min_s'])}, runs "
-        f"{[round(x, 3) for x in r['runs_s']]}, foreign {r['foreign_runs']}"
-        + (f" (window {r['foreign_window']}, steal {r.get('steal_window')})" if "foreign_window" in r else "")
-        + (f" {extra}" if extra else ""))
-
-
-# -------------------------------------------------------------------------- memory (RSS)
-def _status_kb(field: str) -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return float(line.split()[1])
-    except OSError:
-        pass
-    return float("nan")
-
-
-class RSS:
-    """Peak RSS per phase (resets the kernel's high-water mark with /proc/self/clear_refs)."""
-
-    def __init__(self) -> None:
-        self.overall_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        self.phases: Dict[str, Dict[str, float]] = {}
-        self.can_reset = True
-
-    def _hwm_mb(self) -> float:
-        v = _status_kb("VmHWM") / 1024
-        if math.isnan(v):
-            v = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return v
-
-    def start(self) -> None:
-        self.overall_peak_mb = max(self.overall_peak_mb, self._hwm_mb())
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-        except OSError:
-            self.can_reset = False
-
-    def end(self, phase: str) -> Dict[str, float]:
-        peak = self._hwm_mb()
-        self.overall_peak_mb = max(self.overall_peak_mb, peak)
-        rec = {"peak_mb": round(peak, 1), "rss_end_mb": round(_status_kb("VmRSS") / 1024, 1),
-               "peak_is_phase_local": self.can_reset}
-        self.phases[phase] = rec
-        log(f"RSS {phase}: peak {rec['peak_mb']:.0f} MB, now {rec['rss_end_mb']:.0f} MB")
-        return rec
-
-
-# =============================================================================== machine
-def machine_info(threads: int) -> Dict[str, Any]:
-    cpu_model, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and cpu_model == "unknown":
-                    cpu_model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    mem_gb = float("nan")
-    try:
-        with open("/proc/meminfo") as f:
-            mem_gb = int(f.readline().split()[1]) / 1024 ** 2
-    except OSError:
-        pass
-    hyper = "unknown"
-    if "hypervisor" in flags:
-        hyper = "yes (VM)"
-    interesting = ["avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile", "amx_int8"]
-    import torchvision
-    info = {
-        "cpu_model": cpu_model, "logical_cpus": NCPU, "mem_gb": round(mem_gb, 1),
-        "isa": [f for f in interesting if f in flags], "virtualised": hyper,
-        "python": platform.python_version(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "mkldnn": torch.backends.mkldnn.is_available(),
-        "threads": torch.get_num_threads(), "threads_requested": threads,
-        "platform": platform.platform(),
-    }
-    for mod in ("open_clip", "segment_anything"):
-        try:
-            m = __import__(mod)
-            info[mod] = getattr(m, "__version__", "installed")
-        except Exception:  # noqa: BLE001
-            info[mod] = "missing"
-    return info
+from ovsam_bench.measure import (NCPU, RSS, Meter, fmt_s, log, log_timing, summarize,  # noqa: E402
+                                 time_fn)
+from ovsam_bench.machine import machine_info  # noqa: E402
 
 
 # =============================================================================== encoders
@@ -311,37 +141,14 @@ def fold_bn(module: nn.Module) -> nn.Module:
     return module
 
 
-def _sdpa_attention_forward(self, x: torch.Tensor) -> torch.Tensor:
-    """Prototype for segment_anything's ``Attention``: the same maths through
-    ``F.scaled_dot_product_attention``, the decomposed relative positions passed as an additive
-    mask (softmax(q k^T * scale + rel) v, as SAM computes it). Works for windowed blocks too
-    (``Block`` partitions windows before calling attention)."""
-    from segment_anything.modeling.image_encoder import get_rel_pos
-
-    B, H, W, _ = x.shape
-    nh = self.num_heads
-    qkv = self.qkv(x).reshape(B, H * W, 3, nh, -1).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.reshape(3, B * nh, H * W, -1).unbind(0)
-    mask = None
-    if self.use_rel_pos:
-        rh = get_rel_pos(H, H, self.rel_pos_h).to(q.dtype)
-        rw = get_rel_pos(W, W, self.rel_pos_w).to(q.dtype)
-        r_q = q.reshape(B * nh, H, W, -1)
-        rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh)
-        rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw)
-        mask = (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(B * nh, H * W, H * W)
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    o = o.view(B, nh, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
-    return self.proj(o)
-
-
 def sdpa_neck(neck: nn.Module) -> nn.Module:
-    """A copy of the neck whose attention layers use :func:`_sdpa_attention_forward`."""
-    import types
+    """A copy of the neck whose attention runs the core's SDPA kernel
+    (``ovsam_core.modeling.rel_pos_attention``, ``kernel="sdpa"``: the decomposed relative
+    positions as an additive mask, in query chunks)."""
+    from ovsam_core.modeling.rel_pos_attention import use_chunked_attention
 
     neck = copy.deepcopy(neck)
-    for blk in neck.blocks:
-        blk.attn.forward = types.MethodType(_sdpa_attention_forward, blk.attn)
+    use_chunked_attention(neck, kernel="sdpa")
     return neck
 
 
@@ -437,8 +244,9 @@ def bench_breakdown(args, model, x) -> Dict[str, Any]:
     for mod in (*neck_prop.patch_embeds, neck_prop.neck):
         mod.to(memory_format=CL)
     sdpa_err = 0.0
-    with torch.inference_mode():  # the SDPA prototype must compute SAM's attention (non-zero rel-pos)
-        import types
+    from ovsam_core.modeling.rel_pos_attention import use_chunked_attention
+
+    with torch.inference_mode():  # the SDPA kernel must compute SAM's attention (non-zero rel-pos)
         g = model.cfg.embedding_size
         z = torch.randn(1, g, g, model.cfg.neck_dim)
         for i in sorted({0, len(model.neck.blocks) - 1}):
@@ -446,10 +254,10 @@ def bench_breakdown(args, model, x) -> Dict[str, Any]:
             blk.attn.rel_pos_h.normal_(0, 0.1)
             blk.attn.rel_pos_w.normal_(0, 0.1)
             ref_out = blk(z)
-            blk.attn.forward = types.MethodType(_sdpa_attention_forward, blk.attn)
+            use_chunked_attention(blk, kernel="sdpa")
             sdpa_err = max(sdpa_err, float((ref_out - blk(z)).abs().max() / ref_out.abs().max()))
             del blk, ref_out
-    log(f"check: SDPA attention prototype vs SAM attention (fp32, first and last block, random rel-pos): "
+    log(f"check: SDPA attention kernel vs the exact chunked attention (fp32, first and last block, random rel-pos): "
         f"max abs diff / max |out| = {sdpa_err:.2g}")
     # fp32 check of the BN folding
     with torch.inference_mode():

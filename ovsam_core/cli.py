@@ -19,6 +19,13 @@ class UserError(Exception):
     """An error caused by the command's input; printed without a traceback."""
 
 
+def _cmd_runtime(args: argparse.Namespace) -> int:
+    from .runtime.report import runtime_report
+
+    print(runtime_report(args.device, measure=args.measure, refresh=args.refresh))
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from .weights.hub import cache_dir, cache_status
     from .weights.registry import get_model_spec, list_models
@@ -198,7 +205,9 @@ def _model_options(s: argparse.ArgumentParser, default_model: str = "ovsam-lvis"
     s.add_argument("--weights-dir", type=Path, help="folder holding the model's files by their official names")
     s.add_argument("--weights", type=Path, help="a fused .safetensors file written by `ovsam convert`")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    s.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="image-encoder precision")
+    s.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16", "ov-fp32", "ov-int8"],
+                   help="image-encoder precision (default auto: the fastest path that keeps the answers on this "
+                        "machine; fp32 is the parity reference; `ovsam runtime` shows what auto picks and why)")
     s.add_argument("--no-download", action="store_true", help="use local files only")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
 
@@ -214,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("models", help="list registered models, their files, licences and cache status")
     s.add_argument("--weights-dir", type=Path, help="also look for the files in this folder")
     s.set_defaults(func=_cmd_models)
+
+    s = sub.add_parser("runtime", help="this machine's ISA and what --dtype auto picks on it, and why")
+    s.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
+    s.add_argument("--measure", action="store_true", help="run (or show the cached) bf16 micro-benchmark")
+    s.add_argument("--refresh", action="store_true", help="measure the bf16 micro-benchmark again")
+    s.set_defaults(func=_cmd_runtime)
 
     s = sub.add_parser("download", help="download and verify a model's files into the cache")
     s.add_argument("model")

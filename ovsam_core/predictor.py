@@ -6,6 +6,7 @@ Coordinates in and out are **original-image pixels** (x right, y down). The mode
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -21,6 +22,8 @@ from .prompts import Prompt, PromptError
 from .vocabulary import (TextClassifier, VocabSource, base_mask_for, get_classifier, known_mask_for,
                          load_vocabulary, load_vocabulary_bundle)
 from .weights.loader import LoadedModel, load_model
+from .weights.paging import release_mapped_weights
+from .runtime import bf16_advice, cpu_info, resolve_precision, validate_precision
 
 MODES = ("head", "fused")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -115,8 +118,15 @@ class Predictor:
         model: a registered model name or a :class:`LoadedModel`.
         weights_dir / weights: where the weights are (see :func:`ovsam_core.load_model`).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        dtype: image-encoder precision: ``fp32`` (the parity reference), ``bf16`` (fast on CPUs
-            with AVX512-BF16 and on GPUs; uses channels_last on CPU) or ``fp16`` (GPU only).
+        dtype: image-encoder precision: ``auto`` (default: the fastest path that keeps the
+            answers on this machine, see :mod:`ovsam_core.runtime.auto`), ``fp32`` (the parity
+            reference), ``bf16`` (fast with AMX / some AVX512-BF16 CPUs and on GPUs, *slow* on
+            AVX2-only CPUs; channels_last on CPU), ``fp16`` (GPU only), ``ov-fp32`` / ``ov-int8``
+            (OpenVINO on the CPU, ``ovsam[openvino]``). :attr:`dtype` holds the resolved value.
+        low_memory: drop the resident pages of the memory-mapped encoder weights after each
+            encoder stage (see :mod:`ovsam_core.weights.paging`): peak memory is one stage's
+            weights instead of all, for ~0.1-0.3 s more per encode. Default: on when the
+            Predictor loads the model itself (its weights are then known to be unmodified).
         cache_bytes: size of the in-memory LRU of embeddings.
         store_dir: optional folder of embeddings on disk (reused across processes).
     """
@@ -128,26 +138,32 @@ class Predictor:
         weights_dir=None,
         weights=None,
         device: str = "auto",
-        dtype: str = "fp32",
+        dtype: str = "auto",
         cache_bytes: int = 2 * 1024 ** 3,
         store_dir=None,
         download: bool = True,
         progress: bool = True,
+        low_memory: Optional[bool] = None,
     ) -> None:
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
         self.device = resolve_device(device)
-        if dtype == "fp16" and self.device.type == "cpu":
-            raise ValueError("fp16 needs a GPU; on CPU use --dtype bf16 (or fp32)")
-        self.dtype = dtype
+        validate_precision(dtype, self.device)
         self.progress = progress
+        if low_memory is None:
+            low_memory = isinstance(model, str)
+        self.low_memory = low_memory
         if isinstance(model, str):
-            model = load_model(model, weights_dir, weights=weights, download=download, progress=progress)
+            model = load_model(model, weights_dir, weights=weights, download=download, progress=progress,
+                               device=self.device, with_text="lazy")
         self.loaded = model
         self.loaded.model.to(self.device)
-        if self.loaded.text_encoder is not None:
+        if self.loaded.text_loaded:
             self.loaded.text_encoder.to(self.device)
-        if dtype == "bf16" and self.device.type == "cpu":
+        self.precision = resolve_precision(dtype, self.device, self.image_size)
+        self.dtype = self.precision.name
+        if dtype == "bf16" and self.device.type == "cpu" and not cpu_info().fast_bf16:
+            warnings.warn(f"--dtype bf16: {bf16_advice()}; --dtype auto picks the fastest path", stacklevel=2)
+        self._ov_encoder = None
+        if self.dtype == "bf16" and self.device.type == "cpu":
             self.loaded.model.backbone.to(memory_format=torch.channels_last)
         self.cache = EmbeddingLRU(cache_bytes)
         self.store = EmbeddingStore(store_dir) if store_dir else None
@@ -179,6 +195,8 @@ class Predictor:
         Returns a cached embedding when the same image was embedded before by this model.
         """
         img = image if isinstance(image, LoadedImage) else load_image(image, channels=channels)
+        if self.dtype.startswith("ov-"):
+            self._openvino_encoder()  # may fall back to fp32 (auto only) before the signature is made
         sig = self.signature(img)
         key = sig.key
         emb = self.cache.get(key)
@@ -199,18 +217,41 @@ class Predictor:
         frame = FrameTransform((img.height, img.width), rgb.shape[:2], size)
         x = normalize_and_pad(rgb, size).to(self.device)
         net = self.loaded.model
+        release = release_mapped_weights if self.low_memory and self.device.type == "cpu" else None
         with torch.inference_mode():
-            if self.dtype == "fp32":
-                feats = net.extract_features(x)
+            if self.dtype.startswith("ov-"):
+                feats = self._openvino_encoder()(x)
+            elif self.dtype == "fp32":
+                feats = net.extract_features(x, after_stage=release)
             else:
                 if self.device.type == "cpu":
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=DTYPES[self.dtype]):
-                    feats = net.extract_features(x)
+                    feats = net.extract_features(x, after_stage=release)
                 feats = type(feats)(embedding=feats.embedding.float(), fpn=tuple(t.float() for t in feats.fpn),
                                     c5=feats.c5.float().contiguous())
         self.encoder_calls += 1
         return ImageEmbedding(feats, frame, sig)
+
+    def _openvino_encoder(self):
+        """The OpenVINO encoder, converted/compiled on first use (cached on disk by signature).
+
+        When ``auto`` chose it and it cannot be built, the Predictor falls back to fp32 PyTorch
+        with a warning; an explicit ``ov-*`` request raises.
+        """
+        if self._ov_encoder is None:
+            from .runtime import OpenVINOEncoder
+
+            try:
+                self._ov_encoder = OpenVINOEncoder(self.loaded.model, f"{self.name}:{self.loaded.weights_id}",
+                                                   self.dtype[len("ov-"):])
+            except Exception as e:  # noqa: BLE001 - auto must never fail for an optional runtime
+                if self.precision.reason == "requested":
+                    raise
+                warnings.warn(f"OpenVINO encoder unavailable ({e}); using PyTorch fp32", stacklevel=3)
+                self.dtype = "fp32"
+                return None
+        return self._ov_encoder
 
     # ------------------------------------------------------------------ vocabulary
     def classifier(self, vocabulary: Optional[VocabSource] = None) -> TextClassifier:
@@ -251,10 +292,11 @@ class Predictor:
         if (vocab.key == spec.vocabulary and shipped is not None and shipped.shape[0] == len(vocab)):
             clf = TextClassifier(vocab, shipped.to(self.device), f"shipped:{self.loaded.weights_id}")
         else:
-            if self.loaded.text_encoder is None:
+            if not self.loaded.has_text:
                 raise ValueError("this model was loaded without its text encoder; it can only use "
                                  f"the {spec.vocabulary!r} vocabulary it ships")
-            clf = get_classifier(vocab, self.loaded.text_encoder, self.loaded.weights_id, progress=self.progress)
+            clf = get_classifier(vocab, self.loaded.lazy_text_encoder(), self.loaded.weights_id,
+                                 progress=self.progress)
             clf = TextClassifier(clf.vocabulary, clf.weights.to(self.device), clf.signature)
         self._remember(key, clf)
         if raw_key is not None:

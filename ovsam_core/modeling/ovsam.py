@@ -11,7 +11,7 @@ original-image pixels is the caller's job (see :mod:`ovsam_core.preprocess`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -90,19 +90,30 @@ class OVSAM(nn.Module):
 
     # ------------------------------------------------------------------ image
     @torch.no_grad()
-    def extract_features(self, x: torch.Tensor, keep_backbone: bool = False) -> ImageFeatures:
+    def extract_features(self, x: torch.Tensor, keep_backbone: bool = False,
+                         after_stage: Optional[Callable[[nn.Module], None]] = None) -> ImageFeatures:
         """Encode one normalised, padded image.
 
         Args:
             x: (1, 3, S, S) float, SAM/ImageNet-normalised, zero-padded bottom/right.
+
+        The FPN and the neck's input tokens are computed first, so that C2..C4 (~175 MB at
+        1024²) are freed before the neck's transformer blocks run. ``after_stage(module)`` is
+        called after the backbone, the FPN and the neck (e.g.
+        :func:`~ovsam_core.weights.paging.release_mapped_weights`).
         """
-        feats = self.backbone(x)
-        emb = self.neck(feats)
+        done = after_stage or (lambda module: None)
+        feats = list(self.backbone(x))
+        done(self.backbone)
         fpn = tuple(self.fpn_neck(feats))
-        return ImageFeatures(
-            embedding=emb, fpn=fpn, c5=feats[-1],
-            backbone=tuple(feats) if keep_backbone else None,
-        )
+        done(self.fpn_neck)
+        tokens = self.neck.tokens(feats)
+        c5 = feats[-1]
+        kept = tuple(feats) if keep_backbone else None
+        del feats
+        emb = self.neck.transform(tokens)
+        done(self.neck)
+        return ImageFeatures(embedding=emb, fpn=fpn, c5=c5, backbone=kept)
 
     # ------------------------------------------------------------------ prompts
     def embed_prompts(

@@ -2,7 +2,8 @@
 
 Upstream ``MultiLayerTransformerNeck``: one patch embedding per level to a common stride-16
 grid, a learned level encoding, SAM's absolute position embedding, SAM ViT blocks
-(windowed + global attention with relative positions) and SAM's encoder neck.
+(windowed + global attention with relative positions, computed in query chunks by
+:mod:`.rel_pos_attention`) and SAM's encoder neck.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.image_encoder import Block
 
 from ..config import ArchConfig
+from .rel_pos_attention import use_chunked_attention
 
 
 class PatchEmbed(nn.Module):
@@ -61,6 +63,8 @@ class SAM2CLIPNeck(nn.Module):
             )
             for i in range(cfg.neck_depth)
         )
+        # Same function and keys as SAM's attention, without its (heads, HW, HW) temporaries.
+        use_chunked_attention(self.blocks)
         out = cfg.prompt_dim
         self.neck = nn.Sequential(
             nn.Conv2d(dim, out, 1, bias=False),
@@ -69,12 +73,19 @@ class SAM2CLIPNeck(nn.Module):
             LayerNorm2d(out),
         )
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+    def tokens(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """[C2..C5] -> (B, S/16, S/16, neck_dim) input tokens of the transformer blocks."""
         x = None
         for i, (embed, f) in enumerate(zip(self.patch_embeds, feats)):
             y = embed(f) + self.level_encoding.weight[i]
             x = y if x is None else x + y
-        x = x + self.pos_embed
+        return x + self.pos_embed
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens from :meth:`tokens` -> (B, prompt_dim, S/16, S/16) image embedding."""
         for blk in self.blocks:
             x = blk(x)
         return self.neck(x.permute(0, 3, 1, 2))
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.transform(self.tokens(feats))

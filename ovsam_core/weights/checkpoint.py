@@ -10,7 +10,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import torch
 
@@ -42,8 +42,25 @@ def _is_torchscript(path: Path) -> bool:
         return any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist())
 
 
+def _torch_load_mapped(path: Path):
+    """``torch.load(weights_only=True)``, memory-mapped when the file allows it.
+
+    Mapped tensors are copy-on-write views of the file: reading a checkpoint costs no memory
+    until a tensor is touched, and keys nobody uses (e.g. SAM ViT-H's image encoder, 2.5 GB)
+    are never read. Files in the legacy (pre-zip) format are read whole.
+    """
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
 def read_checkpoint(path: Union[str, Path]) -> Union[StateDict, torch.Tensor]:
     """Read a weight file into a flat ``{key: tensor}`` dict (or a bare tensor).
+
+    safetensors and zip-format PyTorch files are memory-mapped (see :func:`_torch_load_mapped`).
 
     Unwraps ``{'state_dict': ...}`` (and ``model``/``module``) containers and strips a
     ``module.`` prefix shared by every key (DistributedDataParallel checkpoints).
@@ -63,7 +80,7 @@ def read_checkpoint(path: Union[str, Path]) -> Union[StateDict, torch.Tensor]:
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
                 obj = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         else:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            obj = _torch_load_mapped(path)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name and a fix
         raise CheckpointError(f"cannot read weight file {path}: {e}. Is it complete? "
                               "Delete it and download it again.") from e
@@ -102,8 +119,16 @@ class MappedWeights:
     classifier: Union[torch.Tensor, None] = None
 
 
-def map_file(wf: WeightFile, path: Union[str, Path], into: MappedWeights) -> MappedWeights:
-    """Map one file's keys by ``wf.rules``; later files override earlier ones (upstream order)."""
+def map_file(wf: WeightFile, path: Union[str, Path], into: MappedWeights,
+             targets: Optional[Iterable[str]] = None) -> MappedWeights:
+    """Map one file's keys by ``wf.rules``; later files override earlier ones (upstream order).
+
+    ``targets`` (default all) limits which targets (``image``, ``text``, ``classifier``) are
+    kept: the others are checked for unexpected keys but never read.
+    """
+    keep = None if targets is None else set(targets)
+    if keep is not None and not any(r.target in keep for r in wf.rules):
+        return into
     obj = read_checkpoint(path)
     name = Path(path).name
     if isinstance(obj, torch.Tensor):
@@ -116,6 +141,8 @@ def map_file(wf: WeightFile, path: Union[str, Path], into: MappedWeights) -> Map
         if rule is None:
             if not (wf.ignore and key.startswith(wf.ignore)):
                 into.unexpected.append(f"{key} (from {name})")
+            continue
+        if keep is not None and rule.target not in keep:
             continue
         dst = _apply_rule(rule, key)
         into.tensors[rule.target][dst] = value.float() if value.is_floating_point() else value

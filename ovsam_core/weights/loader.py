@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Callable, Dict, Iterable, Optional, Union
 
 import torch
 
 from ..config import ArchConfig
 from ..modeling import OVSAM
 from ..text.encoder import TextEncoder
-from .checkpoint import CheckpointError, MappedWeights, check_keys, load_strict, map_file, read_checkpoint
+from .checkpoint import CheckpointError, MappedWeights, map_file, read_checkpoint
+from .meta import assign_weights, empty_module
 from .registry import ModelSpec, get_model_spec
 
 log = logging.getLogger(__name__)
@@ -30,16 +31,65 @@ class LoadedModel:
     Attributes:
         spec: the registry entry.
         model: :class:`~ovsam_core.modeling.OVSAM` in eval mode.
-        text_encoder: the CLIP text tower (None when loaded with ``with_text=False``).
+        text_encoder: the CLIP text tower (None when loaded with ``with_text=False``; loaded on
+            first access with ``with_text="lazy"``).
         classifier: the (C, P, D) classifier shipped with the weights, or None.
         weights_id: a short identifier of the loaded weights (file hashes), for cache keys.
     """
 
     spec: ModelSpec
     model: OVSAM
-    text_encoder: Optional[TextEncoder]
+    text_encoder: Optional[TextEncoder] = field(repr=False, compare=False)
     classifier: Optional[torch.Tensor]
     weights_id: str
+    #: loads the text tower on first use of ``text_encoder`` (``load_model(with_text="lazy")``)
+    text_loader: Optional[Callable[[], TextEncoder]] = field(default=None, repr=False, compare=False)
+
+    @property
+    def text_loaded(self) -> bool:
+        """Whether the text tower is in memory (reading this never loads it)."""
+        return self.__dict__.get("_text") is not None
+
+    @property
+    def has_text(self) -> bool:
+        """Whether a text tower is loaded or can be loaded on demand (never loads it)."""
+        return self.text_loaded or self.text_loader is not None
+
+    def lazy_text_encoder(self) -> "TextEncoder":
+        """A stand-in for :attr:`text_encoder` that loads the tower at its first use only.
+
+        For APIs that take an encoder but may not need it (e.g. a classifier found in the
+        disk cache).
+        """
+        return _LazyText(self)  # type: ignore[return-value]
+
+
+class _LazyText:
+    """Forwards every attribute to ``loaded.text_encoder`` (loading it on the first access)."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self._loaded = loaded
+
+    def __getattr__(self, name: str):
+        return getattr(self._loaded.text_encoder, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._loaded.text_encoder(*args, **kwargs)
+
+
+def _get_text(self: LoadedModel) -> Optional[TextEncoder]:
+    if self.__dict__.get("_text") is None and self.text_loader is not None:
+        self.__dict__["_text"] = self.text_loader()
+    return self.__dict__.get("_text")
+
+
+def _set_text(self: LoadedModel, value: Optional[TextEncoder]) -> None:
+    self.__dict__["_text"] = value
+
+
+# A property set after the dataclass is built: ``LoadedModel(text_encoder=...)`` still works and
+# ``loaded.text_encoder`` loads a lazy tower on first use.
+LoadedModel.text_encoder = property(_get_text, _set_text, doc="The CLIP text tower (None without text).")
 
 
 def build_model(arch: Union[str, ArchConfig]) -> OVSAM:
@@ -48,6 +98,10 @@ def build_model(arch: Union[str, ArchConfig]) -> OVSAM:
 
     cfg = ARCHS[arch] if isinstance(arch, str) else arch
     return OVSAM(cfg)
+
+
+_LOAD_HINT = ("Check that the files belong to this model (see `ovsam models`), or write a fused "
+              "file with `ovsam convert`.")
 
 
 def _seeded(cfg: ArchConfig, seed: int = 0):
@@ -77,7 +131,7 @@ def _fused_path(spec: ModelSpec, weights: Optional[PathLike], weights_dir: Optio
     return None
 
 
-def _read_fused(path: Path, spec: ModelSpec) -> MappedWeights:
+def _read_fused(path: Path, spec: ModelSpec, targets: Optional[Iterable[str]] = None) -> MappedWeights:
     from safetensors import safe_open
 
     if not path.is_file():
@@ -91,12 +145,15 @@ def _read_fused(path: Path, spec: ModelSpec) -> MappedWeights:
                               f"needs {spec.arch!r}; pick the matching --model")
     sd = read_checkpoint(path)
     mapped = MappedWeights()
+    keep = set(targets) if targets is not None else {"image", "text", "classifier"}
     for k, v in sd.items():
         if k == CLASSIFIER_KEY:
-            mapped.classifier = v
+            if "classifier" in keep:
+                mapped.classifier = v
         elif k.startswith(TEXT_PREFIX):
-            mapped.tensors["text"][k[len(TEXT_PREFIX):]] = v
-        else:
+            if "text" in keep:
+                mapped.tensors["text"][k[len(TEXT_PREFIX):]] = v
+        elif "image" in keep:
             mapped.tensors["image"][k] = v
     return mapped
 
@@ -108,18 +165,23 @@ def load_weights(
     download: bool = True,
     progress: bool = True,
     strict_hashes: bool = False,
+    targets: Optional[Iterable[str]] = None,
 ) -> tuple[MappedWeights, str]:
-    """Resolve and read every file of ``spec`` into mapped tensors (no model involved)."""
+    """Resolve and read every file of ``spec`` into mapped tensors (no model involved).
+
+    Files are memory-mapped where their format allows; ``targets`` (default all of ``image``,
+    ``text``, ``classifier``) limits what is kept.
+    """
     fused = _fused_path(spec, weights, weights_dir)
     if fused is not None:
-        return _read_fused(fused, spec), _files_id([fused])
+        return _read_fused(fused, spec, targets), _files_id([fused])
     from .hub import candidate_for, resolve_model_files  # network code only when files are needed
 
     paths = resolve_model_files(spec, weights_dir, download=download, progress=progress,
                                 strict_hashes=strict_hashes)
     mapped = MappedWeights()
     for wf in spec.files:
-        map_file(candidate_for(wf, paths[wf.role]), paths[wf.role], mapped)
+        map_file(candidate_for(wf, paths[wf.role]), paths[wf.role], mapped, targets)
     return mapped, _files_id(paths.values())
 
 
@@ -129,7 +191,7 @@ def load_model(
     *,
     weights: Optional[PathLike] = None,
     device: Union[str, torch.device] = "cpu",
-    with_text: bool = True,
+    with_text: Union[bool, str] = True,
     download: bool = True,
     progress: bool = True,
     strict_hashes: bool = False,
@@ -146,26 +208,43 @@ def load_model(
     the upstream layout) load with a warning, or fail with ``strict_hashes=True``. Keys are
     always loaded strictly: a mismatch raises
     :class:`~ovsam_core.weights.checkpoint.CheckpointMismatchError` listing the keys.
+
+    Memory: the files are memory-mapped and the parameters are the mapped tensors (no copy);
+    keys the model does not use are never read. ``with_text="lazy"`` loads the text tower
+    (~0.5 GB for RN50x16) only when ``loaded.text_encoder`` is first used, i.e. when a
+    vocabulary's classifier is not cached; ``with_text=False`` never loads it.
     """
     spec = get_model_spec(name)
     cfg = spec.arch_config
-    model, text = _seeded(cfg)
-    classifier = None
-    if spec.files or weights is not None or _fused_path(spec, None, weights_dir):
-        mapped, ident = load_weights(spec, weights_dir, weights, download, progress, strict_hashes)
-        hint = ("Check that the files belong to this model (see `ovsam models`), or write a fused "
-                "file with `ovsam convert`.")
-        check_keys(model.state_dict(), mapped.tensors["image"], f"model {name!r} (arch {spec.arch!r})",
-                   extra_unexpected=mapped.unexpected, hint=hint)
-        model.load_state_dict(mapped.tensors["image"], strict=True)
-        if with_text:
-            load_strict(text, mapped.tensors["text"], f"the CLIP text encoder of {name!r}", hint=hint)
-        classifier = mapped.classifier
-    else:
-        ident = "seed:0"
+    if with_text not in (True, False, "lazy"):
+        raise ValueError(f"with_text must be True, False or 'lazy', got {with_text!r}")
+    if not (spec.files or weights is not None or _fused_path(spec, None, weights_dir)):
+        model, text = _seeded(cfg)
+        model.eval().requires_grad_(False).to(device)
+        text = text.eval().requires_grad_(False).to(device) if with_text else None
+        return LoadedModel(spec=spec, model=model, text_encoder=text, classifier=None, weights_id="seed:0")
+    targets = ("image", "classifier", "text") if with_text is True else ("image", "classifier")
+    mapped, ident = load_weights(spec, weights_dir, weights, download, progress, strict_hashes, targets)
+    # Built on the meta device and loaded with assign=True: the parameters *are* the (mapped)
+    # checkpoint tensors, so no random init and no second copy of the weights is ever made.
+    model = assign_weights(empty_module(OVSAM, cfg), mapped.tensors["image"],
+                           f"model {name!r} (arch {spec.arch!r})", extra_unexpected=mapped.unexpected,
+                           hint=_LOAD_HINT)
     model.eval().requires_grad_(False).to(device)
-    text = text.eval().requires_grad_(False).to(device) if with_text else None
-    return LoadedModel(spec=spec, model=model, text_encoder=text, classifier=classifier, weights_id=ident)
+
+    def load_text(text_tensors: Optional[Dict[str, torch.Tensor]] = None) -> TextEncoder:
+        if text_tensors is None:
+            text_tensors = load_weights(spec, weights_dir, weights, download, False, strict_hashes,
+                                        ("text",))[0].tensors["text"]
+        text = assign_weights(empty_module(TextEncoder, cfg), text_tensors,
+                              f"the CLIP text encoder of {name!r}", hint=_LOAD_HINT)
+        return text.eval().requires_grad_(False).to(device)
+
+    loaded = LoadedModel(spec=spec, model=model, text_encoder=None, classifier=mapped.classifier,
+                         weights_id=ident, text_loader=load_text if with_text == "lazy" else None)
+    if with_text is True:
+        loaded.text_encoder = load_text(mapped.tensors["text"])
+    return loaded
 
 
 def load_text_encoder(name: str, weights_dir: Optional[PathLike] = None, **kw) -> TextEncoder:

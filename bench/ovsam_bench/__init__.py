@@ -1,0 +1,1 @@
+"""ovsam CPU benchmark sections (see bench/README.md)."""

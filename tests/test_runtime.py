@@ -1,0 +1,229 @@
+"""Runtime selection (ISA, ``dtype="auto"``, advice), the OpenVINO encoder and the lean loading
+path (chunked neck attention, meta-device + memory-mapped weights, lazy text, page release)."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ovsam_core import Predictor, load_model, register_model, unregister_model
+from ovsam_core.modeling.rel_pos_attention import ChunkedRelPosAttention, use_chunked_attention
+from ovsam_core.runtime import auto as auto_mod
+from ovsam_core.runtime import cpu_info, resolve_precision, validate_precision
+from ovsam_core.runtime.openvino_encoder import OpenVINOEncoder, openvino_available
+from ovsam_core.weights.paging import release_mapped_weights
+from segment_anything.modeling.image_encoder import Attention
+from upstream_files import make_test_spec, write_upstream_files
+
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+CPU = torch.device("cpu")
+
+
+def _run_py(code: str, env_extra: dict) -> str:
+    env = {**os.environ, **env_extra}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+# --------------------------------------------------------------------------- ISA and auto
+def test_avx2_emulation_is_seen_and_auto_never_picks_bf16_there():
+    code = ("import json, torch; from ovsam_core.runtime import cpu_info, resolve_precision, bf16_advice;"
+            "i = cpu_info(); c = resolve_precision('auto', torch.device('cpu'));"
+            "print(json.dumps([torch.backends.cpu.get_cpu_capability(), i.isa, i.fast_bf16, c.name, bf16_advice()]))")
+    cap, isa, fast, choice, advice = json.loads(_run_py(code, AVX2_ENV).strip().splitlines()[-1])
+    assert cap == "AVX2" and isa == "AVX2" and fast is False
+    assert choice in ("fp32", "ov-fp32", "ov-int8")  # never the emulated (slow) bf16
+    assert "slower" in advice
+
+
+def test_native_isa_matches_the_cpu_flags():
+    info = cpu_info()
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    assert info.capability == torch.backends.cpu.get_cpu_capability()
+    assert info.amx == ("amx_bf16" in flags and info.avx512)
+    assert info.isa in ("AMX", "AVX512-BF16", "AVX512", "AVX2", "other")
+
+
+def test_auto_without_openvino_uses_the_best_torch_path(monkeypatch):
+    import ovsam_core.runtime.openvino_encoder as ove
+
+    monkeypatch.setattr(ove, "openvino_available", lambda int8=False: False)
+    monkeypatch.setattr(auto_mod, "bf16_speedup", lambda refresh=False: 1.0)
+    choice = resolve_precision("auto", CPU)
+    info = cpu_info()
+    assert choice.name == ("bf16" if info.amx else "fp32")
+    assert choice.backend == "torch"
+    monkeypatch.setattr(auto_mod, "bf16_speedup", lambda refresh=False: 2.0)
+    assert resolve_precision("auto", CPU).name == ("bf16" if info.fast_bf16 else "fp32")
+    # small models never go to an accelerated runtime
+    assert resolve_precision("auto", CPU, image_size=256).name in ("fp32", "bf16")
+
+
+def test_fp16_on_cpu_error_gives_advice_for_this_machine():
+    with pytest.raises(ValueError) as e:
+        validate_precision("fp16", CPU)
+    msg = str(e.value)
+    assert "--dtype auto" in msg and "picks" in msg
+    if not cpu_info().fast_bf16:
+        assert "slower than fp32" in msg  # not "use bf16" on a CPU where bf16 is slow
+    with pytest.raises(ValueError, match="choose one of"):
+        validate_precision("int4", CPU)
+
+
+def test_bf16_micro_benchmark_is_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv("OVSAM_CACHE_DIR", str(tmp_path))
+    calls = []
+    real = auto_mod._time_workload
+    monkeypatch.setattr(auto_mod, "_time_workload", lambda dt, repeats=1: calls.append(dt) or real(dt, 1))
+    s1 = auto_mod.bf16_speedup()
+    n = len(calls)
+    assert n > 0 and s1 > 0
+    assert auto_mod.bf16_speedup() == s1 and len(calls) == n  # second call: from the cache
+    data = json.loads((tmp_path / "runtime" / "bf16-speedup.json").read_text())
+    assert cpu_info().key in data
+
+
+def test_predictor_auto_on_the_tiny_model_is_torch(tmp_path, monkeypatch):
+    monkeypatch.setenv("OVSAM_CACHE_DIR", str(tmp_path))
+    p = Predictor("ovsam-test", progress=False, device="cpu")
+    assert p.dtype in ("fp32", "bf16") and p.precision.reason != "requested"
+    with pytest.warns(UserWarning, match="bf16") if not cpu_info().fast_bf16 else _nullcontext():
+        Predictor("ovsam-test", progress=False, device="cpu", dtype="bf16")
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+# --------------------------------------------------------------------------- chunked attention
+@pytest.mark.parametrize("size,chunk", [((9, 7), 20), ((8, 8), 64), ((5, 6), 1000)])
+def test_chunked_attention_equals_sams(size, chunk):
+    torch.manual_seed(0)
+    ref = Attention(32, 4, True, True, False, size).eval()
+    torch.nn.init.normal_(ref.rel_pos_h, std=0.5)
+    torch.nn.init.normal_(ref.rel_pos_w, std=0.5)
+    x = torch.randn(2, *size, 32)
+    exact, sdpa = copy.deepcopy(ref), copy.deepcopy(ref)
+    assert use_chunked_attention(exact, chunk=chunk) == 1 and isinstance(exact, ChunkedRelPosAttention)
+    use_chunked_attention(sdpa, chunk=chunk, kernel="sdpa")
+    with torch.no_grad():
+        want = ref(x)
+        assert torch.allclose(exact(x), want, atol=1e-6, rtol=0)
+        assert torch.allclose(sdpa(x), want, atol=1e-5, rtol=0)
+    assert set(exact.state_dict()) == set(ref.state_dict())
+
+
+def test_neck_uses_chunked_attention():
+    m = load_model("ovsam-test").model
+    assert all(isinstance(b.attn, ChunkedRelPosAttention) for b in m.neck.blocks)
+
+
+# --------------------------------------------------------------------------- lean loading
+@pytest.fixture
+def spec(monkeypatch, tmp_path):
+    monkeypatch.setenv("OVSAM_CACHE_DIR", str(tmp_path / "cache"))
+    s = register_model(make_test_spec(), overwrite=True)
+    yield s
+    unregister_model(s.name)
+
+
+def test_lazy_text_loads_on_first_use_only(spec, tmp_path):
+    write_upstream_files(tmp_path)
+    eager = load_model(spec.name, tmp_path, download=False, progress=False)
+    lazy = load_model(spec.name, tmp_path, download=False, progress=False, with_text="lazy")
+    assert not lazy.text_loaded and lazy.has_text
+    repr(lazy)  # printing does not load it
+    assert not lazy.text_loaded
+    proxy = lazy.lazy_text_encoder()
+    assert not lazy.text_loaded
+    toks = eager.text_encoder.tokenize(["a cat"])
+    assert torch.equal(proxy.encode(toks), eager.text_encoder.encode(toks))
+    assert lazy.text_loaded
+    none = load_model(spec.name, tmp_path, download=False, progress=False, with_text=False)
+    assert none.text_encoder is None and not none.has_text
+
+
+def test_weights_are_adopted_from_the_files_without_a_copy(spec, tmp_path):
+    write_upstream_files(tmp_path)
+    loaded = load_model(spec.name, tmp_path, download=False, progress=False)
+    params = dict(loaded.model.named_parameters())
+    assert not any(p.is_meta for p in params.values())
+    assert not any(b.is_meta for b in loaded.text_encoder.buffers())
+    # the neck weights are views of the memory-mapped file (not anonymous copies)
+    maps = open("/proc/self/maps").read()
+    ptr = params["neck.blocks.0.attn.qkv.weight"].untyped_storage().data_ptr()
+    mapped = [ln for ln in maps.splitlines() if ln.split()[-1].startswith("/")
+              and int(ln.split("-")[0], 16) <= ptr < int(ln.split()[0].split("-")[1], 16)]
+    assert mapped, "the parameter is not in a file mapping"
+
+
+def test_release_mapped_weights_keeps_the_values(spec, tmp_path):
+    write_upstream_files(tmp_path)
+    model = load_model(spec.name, tmp_path, download=False, progress=False).model
+    x = torch.randn(1, 3, model.cfg.image_size, model.cfg.image_size)
+    with torch.inference_mode():
+        a = model.extract_features(x, after_stage=release_mapped_weights)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        assert release_mapped_weights(model) > 0
+        b = model.extract_features(x)
+    assert torch.equal(a.embedding, b.embedding)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    # anonymous (ordinary) tensors are never touched
+    plain = torch.nn.Linear(2048, 2048)
+    assert release_mapped_weights(plain) == 0
+
+
+# --------------------------------------------------------------------------- OpenVINO
+needs_ov = pytest.mark.skipif(not openvino_available(int8=True), reason="pip install 'ovsam[openvino]'")
+
+
+@needs_ov
+def test_openvino_encoder_fp32_and_int8_with_disk_cache(tmp_path):
+    torch.manual_seed(0)
+    m = load_model("ovsam-test").model
+    x = torch.randn(1, 3, m.cfg.image_size, m.cfg.image_size)
+    ref = m.extract_features(x)
+    calib = [torch.randn(1, 3, m.cfg.image_size, m.cfg.image_size) for _ in range(2)]
+    for prec, tol in (("fp32", 1e-4), ("int8", 0.15)):
+        enc = OpenVINOEncoder(m, "seed:0", prec, cache_dir=tmp_path, calibration=calib)
+        f = enc(x)
+        for a, b in zip((ref.embedding, *ref.fpn, ref.c5), (f.embedding, *f.fpn, f.c5)):
+            assert a.shape == b.shape
+            assert ((a - b).norm() / a.norm()).item() < tol, prec
+        xml = enc.dir / "encoder.xml"
+        stamp = xml.stat().st_mtime_ns
+        again = OpenVINOEncoder(m, "seed:0", prec, cache_dir=tmp_path, calibration=calib)
+        assert again.dir == enc.dir and xml.stat().st_mtime_ns == stamp  # not converted again
+        assert torch.equal(again(x).embedding, f.embedding)
+    # another signature -> another cache entry
+    other = OpenVINOEncoder(m, "other-weights", "fp32", cache_dir=tmp_path)
+    assert other.dir != enc.dir
+
+
+@needs_ov
+def test_predictor_explicit_openvino_on_the_tiny_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("OVSAM_CACHE_DIR", str(tmp_path))
+    import numpy as np
+    from ovsam_core import Prompt
+
+    img = (np.random.RandomState(0).rand(64, 80, 3) * 255).astype(np.uint8)
+    ref = Predictor("ovsam-test", progress=False, device="cpu", dtype="fp32")
+    ov = Predictor("ovsam-test", progress=False, device="cpu", dtype="ov-fp32")
+    a = ref.predict(img, Prompt.from_box(10, 10, 50, 40), ["cat", "dog"])
+    b = ov.predict(img, Prompt.from_box(10, 10, 50, 40), ["cat", "dog"])
+    assert ov.dtype == "ov-fp32" and ov.embed(img).signature.dtype == "ov-fp32"
+    assert a.objects[0].label == b.objects[0].label
+    inter = (a.objects[0].mask & b.objects[0].mask).sum()
+    union = (a.objects[0].mask | b.objects[0].mask).sum()
+    assert union == 0 or inter / union > 0.98
