@@ -1,12 +1,16 @@
 """The ovsam dock widget: a thin magicgui layer over :class:`~.controller.Controller`.
 
 Everything that is not "read a control / a layer" or "update a control / a layer" lives in the
-controller. Model work (loading, embedding, decoding, export) runs in one background thread
-with a napari progress bar; layers are only touched on the Qt main thread.
+controller (and the layers in :mod:`.layers`). Model work (loading, embedding, decoding, export)
+runs in one background thread (:mod:`.jobs`) with a napari progress bar; layers are only touched
+on the Qt main thread.
+
+Layout for small screens: the image and prompt controls come first; the settings (model, large
+images, embeddings, export) are sections that open on a click, all inside a scroll area, so the
+dock fits a 768 px screen; status texts wrap instead of widening the dock.
 """
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
@@ -16,17 +20,17 @@ from ._torch_guard import guard_triton
 
 guard_triton()  # before anything imports torch (see _torch_guard)
 
-from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, PushButton, Select,
-                              SpinBox)
-from qtpy.QtCore import QTimer  # noqa: E402
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, PushButton,  # noqa: E402
+                              Select, SpinBox)
 
-from .controller import NEGATIVE, POSITIVE, Controller, PromptSet, Settings, prompts_from_layers, source_from_layers
-from .labels_store import ChunkedLabels, pyramid
+from . import layers as L  # noqa: E402
+from .controller import NEGATIVE, POSITIVE, Controller, PromptSet, Settings, prompts_from_layers, source_from_layers  # noqa: E402
+from .jobs import Jobs  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-POINTS, BOXES, PREVIEW, OBJECTS, REGION = "ovsam points", "ovsam boxes", "ovsam preview", "ovsam objects", "ovsam region"
+POINTS, BOXES, PREVIEW, OBJECTS, REGION = L.POINTS, L.BOXES, L.PREVIEW, L.OBJECTS, L.REGION
 DEFAULT_VOCAB = "model default"
 VOCABS = (DEFAULT_VOCAB, "coco", "lvis", "imagenet21k", "custom list", "file")
 INTENSITY_CHOICES = (("contrast limits", "contrast"), ("auto (as ovsam embed)", "auto"))
@@ -41,63 +45,14 @@ def _model_choices() -> List[str]:
     return list(list_models())
 
 
-class _Jobs:
-    """One background thread; results delivered on the Qt thread by polling (no thread_worker)."""
+def _wrapping(label: Label) -> Label:
+    """A label whose long text wraps inside the dock instead of widening it."""
+    from qtpy.QtWidgets import QSizePolicy
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ovsam")
-        self._running: List[tuple] = []
-        self._timer = QTimer()
-        self._timer.setInterval(20)
-        self._timer.timeout.connect(self._poll)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._running)
-
-    def submit(self, fn: Callable[[], Any], on_done: Callable[[Any], None], on_error: Callable[[BaseException], None],
-               desc: str) -> Future:
-        from napari.utils import progress
-
-        pbar = progress(total=0, desc=desc)
-        fut = self._pool.submit(fn)
-        self._running.append((fut, on_done, on_error, pbar))
-        self._timer.start()
-        return fut
-
-    def _poll(self) -> None:
-        finished = [item for item in self._running if item[0].done()]
-        self._running = [item for item in self._running if not item[0].done()]
-        for fut, on_done, on_error, pbar in finished:
-            pbar.close()
-            err = fut.exception()
-            if err is not None:
-                on_error(err)
-            else:
-                on_done(fut.result())
-        if not self._running:
-            self._timer.stop()
-
-    def wait(self, timeout: float = 60.0) -> None:
-        """Block until idle, delivering results (for scripts and tests)."""
-        from qtpy.QtWidgets import QApplication
-        import time
-
-        end = time.monotonic() + timeout
-        while self._running:
-            if time.monotonic() > end:
-                raise TimeoutError("ovsam background work did not finish in time")
-            for fut, *_ in list(self._running):
-                try:
-                    fut.result(timeout=0.02)
-                except Exception:  # noqa: BLE001 - delivered by _poll
-                    pass
-            self._poll()
-            QApplication.processEvents()
-
-    def shutdown(self) -> None:
-        self._timer.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    label.native.setWordWrap(True)
+    label.native.setMinimumWidth(0)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    return label
 
 
 class OVSAMWidget(Container):
@@ -112,15 +67,18 @@ class OVSAMWidget(Container):
     """
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer") -> None:
-        super().__init__(scrollable=True, labels=False)
+        super().__init__(labels=False)  # napari docks ``native``: the scroll area must be inside it
         self.viewer = napari_viewer
         self.controller = Controller(Settings())
-        self._jobs = _Jobs()
+        self._jobs = Jobs(parent=self.native)
         self._image_layer = None
         self._pending: Optional[PromptSet] = None
         self._shown: Optional[PromptSet] = None
         self._muted = False
+        self._sections = {}
+        self._body = Container(labels=False)
         self._build(self._make_controls())
+        self._scroll_body()
         self.native.destroyed.connect(self._jobs.shutdown)
         self._connect()
         self._sync_visibility()
@@ -128,32 +86,43 @@ class OVSAMWidget(Container):
 
     # ------------------------------------------------------------------ controls
     def _make_controls(self) -> list:
-        """Sections of (title, widgets); each control is also an attribute of the widget."""
+        """Sections of (title, open?, widgets); each control is also an attribute of the widget."""
         models = _model_choices()
         return [
-            ("Model", [
+            ("Image", True, [
+                Select(name="image_layers", label="image layer(s)", choices=self._image_choices,
+                       tooltip="one grey or RGB layer, or 2-3 grey layers shown as R, G, B"),
+                PushButton(name="start_button", text="Start (make prompt layers)")]),
+            ("Prompt  (keys on the prompt layers: c, u, n, k, Shift-C)", True, [
+                CheckBox(name="negative", label="negative points (n)", value=False),
+                _wrapping(Label(name="result", value="no object yet")),
+                ComboBox(name="class_choice", label="class (top-k)", choices=[]),
+                LineEdit(name="class_text", label="or type a class", value=""),
+                Container(name="prompt_buttons", label=" ", layout="horizontal", labels=False, widgets=[
+                    PushButton(name="commit_button", text="Commit (c)"),
+                    PushButton(name="undo_button", text="Undo (u)"),
+                    PushButton(name="clear_button", text="Clear (Shift-C)")]),
+                _wrapping(Label(name="status", value=""))]),
+            ("Model and vocabulary", False, [
                 ComboBox(name="model", label="model", choices=models,
                          value="ovsam-lvis" if "ovsam-lvis" in models else models[0]),
                 ComboBox(name="device", label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto"),
                 ComboBox(name="precision", label="precision", choices=["fp32", "bf16", "fp16"], value="fp32"),
                 ComboBox(name="vocabulary", label="vocabulary", choices=list(VOCABS), value=DEFAULT_VOCAB),
                 LineEdit(name="vocab_list", label="classes", value="",
-                         tooltip="class names separated by ';' (synonyms by ','), e.g. nucleus; mitochondrion"),
+                         tooltip="class names separated by commas, synonyms joined by |, e.g. nucleus, mitochondrion|mito"),
                 FileEdit(name="vocab_file", label="vocab file", mode="r", filter="*.txt *.json *.yaml *.yml"),
                 ComboBox(name="recognition", label="recognition", choices=["model default", "head", "fused"],
                          value="model default"),
                 SpinBox(name="top_k", label="top-k", value=5, min=1, max=20)]),
-            ("Image", [
-                Select(name="image_layers", label="image layer(s)", choices=self._image_choices,
-                       tooltip="one grey or RGB layer, or 2-3 grey layers shown as R, G, B"),
+            ("Large images", False, [
                 ComboBox(name="region", label="region", choices=["auto", "whole", "roi"], value="auto",
                          tooltip="auto: the whole plane up to 2048 px a side, else a region of interest "
                                  "around the prompt"),
                 SpinBox(name="roi_size", label="ROI size", value=1024, min=256, max=8192, step=128),
                 ComboBox(name="intensity", label="intensity", choices=list(INTENSITY_CHOICES), value="contrast"),
-                CheckBox(name="paint_over", label="paint over committed objects", value=False),
-                PushButton(name="start_button", text="Start (make prompt layers)")]),
-            ("Embeddings", [
+                CheckBox(name="paint_over", label="paint over committed objects", value=False)]),
+            ("Embeddings", False, [
                 FileEdit(name="embeddings_dir", label="folder", mode="d",
                          tooltip="embeddings written by `ovsam embed --out DIR`; new ones are saved there"),
                 FileEdit(name="embedding_file", label="file", mode="w", filter="*.safetensors"),
@@ -161,30 +130,53 @@ class OVSAMWidget(Container):
                     PushButton(name="embed_now", text="Embed now"),
                     PushButton(name="save_embedding", text="Save"),
                     PushButton(name="load_embedding", text="Load")])]),
-            ("Prompt  (keys on the prompt layers: c, u, n, k, Shift-C)", [
-                CheckBox(name="negative", label="negative points (n)", value=False),
-                Label(name="result", value="no object yet"),
-                ComboBox(name="class_choice", label="class (top-k)", choices=[]),
-                LineEdit(name="class_text", label="or type a class", value=""),
-                Container(name="prompt_buttons", label=" ", layout="horizontal", labels=False, widgets=[
-                    PushButton(name="commit_button", text="Commit (c)"),
-                    PushButton(name="undo_button", text="Undo (u)"),
-                    PushButton(name="clear_button", text="Clear (Shift-C)")])]),
-            ("Export", [
+            ("Export", False, [
                 FileEdit(name="export_dir", label="folder", mode="d"),
-                PushButton(name="export_button", text="Export labels + CSV + COCO"),
-                Label(name="status", value="")]),
+                PushButton(name="export_button", text="Export labels + CSV + COCO")]),
         ]
 
     def _build(self, sections) -> None:
-        for title, widgets in sections:
-            self.append(Label(value=f"<b>{title}</b>"))
-            self.append(Container(widgets=widgets, labels=True))
+        for title, is_open, widgets in sections:
+            body = Container(widgets=widgets, labels=True)
+            head = PushButton(text=title)
+            head.native.setCheckable(True)
+            head.native.setStyleSheet("text-align: left; font-weight: bold")
+            head.native.toggled.connect(lambda on, b=body, h=head, t=title: self._open(b, h, t, on))
+            self._body.extend([head, body])
+            self._sections[title.split("  ")[0]] = head
+            head.native.setChecked(is_open)
+            self._open(body, head, title, is_open)
             for w in widgets:
                 object.__setattr__(self, w.name, w)
                 if isinstance(w, Container):
                     for inner in w:
                         object.__setattr__(self, inner.name, inner)
+        self.image_layers.native.setMaximumHeight(90)
+
+    def _scroll_body(self) -> None:
+        """The sections in a vertical scroll area: the dock can be shorter than its contents."""
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QAbstractScrollArea, QFrame, QScrollArea
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+        scroll.setWidget(self._body.native)
+        scroll.setMinimumWidth(self._body.native.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+        scroll.setMinimumHeight(min(300, self._body.native.minimumSizeHint().height()))  # prompts stay in view
+        self.native.layout().setContentsMargins(0, 0, 0, 0)
+        self.native.layout().addWidget(scroll)
+
+    @staticmethod
+    def _open(body, head, title: str, on: bool) -> None:
+        body.visible = on
+        head.text = ("\u25be " if on else "\u25b8 ") + title
+
+    def open_section(self, name: str, is_open: bool = True) -> None:
+        """Open (or close) a settings section by its title's first words, e.g. ``"Export"``."""
+        self._sections[name].native.setChecked(is_open)
 
     def _connect(self) -> None:
         for name in ("model", "device", "precision", "vocabulary", "vocab_list", "vocab_file", "recognition",
@@ -228,7 +220,9 @@ class OVSAMWidget(Container):
                 continue
             if name == "vocabulary" and not (isinstance(value, str) and value in VOCABS):
                 if isinstance(value, (list, tuple)):
-                    self.vocab_list.value = "; ".join(value)
+                    from ovsam_core import vocabulary_to_text
+
+                    self.vocab_list.value = vocabulary_to_text(value)
                     value = "custom list"
                 else:
                     self.vocab_file.value = str(value)
@@ -240,15 +234,16 @@ class OVSAMWidget(Container):
         self._apply_settings()
 
     def _vocabulary(self):
+        from ovsam_core import parse_vocabulary_text
+
         v = self.vocabulary.value
         if v == DEFAULT_VOCAB:
             return None
         if v == "custom list":
-            names = [n.strip() for n in self.vocab_list.value.replace("\n", ";").split(";") if n.strip()]
-            return names or None
+            return parse_vocabulary_text(self.vocab_list.value)
         if v == "file":
             p = self.vocab_file.value
-            return str(p) if p and str(p) not in ("", ".") else None
+            return parse_vocabulary_text(str(p)) if p and str(p) not in ("", ".") else None
         return v
 
     def _apply_settings(self) -> None:
@@ -283,7 +278,7 @@ class OVSAMWidget(Container):
         show_warning(f"ovsam: {msg}")
 
     def _layer(self, name: str):
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        return L.get(self.viewer, name)
 
     @property
     def points_layer(self):
@@ -320,51 +315,20 @@ class OVSAMWidget(Container):
         return chosen
 
     def start_session(self) -> None:
-        """Make (or reuse) the prompt, preview and objects layers for the chosen image layer(s)."""
-        from napari.layers import Labels
-
+        """Make (or reuse) the prompt, preview and objects layers for the chosen image layer(s),
+        above the image they prompt."""
         self._apply_settings()
         chosen = self._selected_layers()
         source = source_from_layers(chosen)
         img = chosen[0]
         self._image_layer = img
         ndim = len(source.shape)
-        tf = {"scale": tuple(img.scale)[-ndim:], "translate": tuple(img.translate)[-ndim:]}
-        for name in (POINTS, BOXES, PREVIEW, REGION):
-            old = self._layer(name)
-            if old is not None and old.ndim != ndim:
-                self.viewer.layers.remove(old)
-        existing = self.objects_layer
-        labels = None
-        if existing is not None and isinstance(existing, Labels) and tuple(existing.data.shape) == source.shape:
-            labels = existing.data[0] if existing.multiscale else existing.data
-        elif existing is not None:
-            existing.name = f"{OBJECTS} (previous)"
+        labels = L.reusable_labels(self.viewer, source.shape)
         self.controller.set_image(source, labels)
         if labels is None:
-            data = self.controller.labels
-            if isinstance(data, ChunkedLabels):
-                self.viewer.add_labels(pyramid(data), name=OBJECTS, multiscale=True, **tf)
-            else:
-                self.viewer.add_labels(data, name=OBJECTS, **tf)
-            # napari may wrap numpy data; write into exactly what the layer shows
-            shown = self.objects_layer.data
-            self.controller.labels = shown[0] if self.objects_layer.multiscale else shown
+            self.controller.labels = L.add_objects(self.viewer, self.controller.labels, img, ndim)
         self.objects_layer.features = self.controller.features()
-        if self.preview_layer is None:
-            self.viewer.add_labels(np.zeros((1,) * ndim, np.uint8), name=PREVIEW, opacity=0.6, **tf)
-        if self._layer(REGION) is None:
-            self.viewer.add_shapes(None, ndim=ndim, name=REGION, edge_color="cyan", face_color="transparent",
-                                   edge_width=max(2.0, max(source.height, source.width) / 400), visible=False, **tf)
-        if self.boxes_layer is None:
-            self.viewer.add_shapes(None, ndim=ndim, name=BOXES, edge_color="yellow", face_color="transparent",
-                                   edge_width=max(1.0, max(source.height, source.width) / 300), **tf)
-        if self.points_layer is None:
-            self.viewer.add_points(
-                np.empty((0, ndim)), name=POINTS, ndim=ndim, features={"label": np.array([], dtype=object)},
-                feature_defaults={"label": POSITIVE}, face_color="label",
-                face_color_cycle={POSITIVE: "lime", NEGATIVE: "red"}, border_color="black",
-                size=max(6.0, round(min(source.height, source.width) / 60)), **tf)
+        L.ensure_prompt_layers(self.viewer, img, ndim, source.height, source.width)
         for layer in (self.points_layer, self.boxes_layer):
             self._bind_keys(layer)
             layer.events.data.disconnect(self._on_prompts_changed)
@@ -445,44 +409,22 @@ class OVSAMWidget(Container):
         self._jobs.submit(lambda: self.controller.predict(ps), done, failed, desc)
 
     def _show_preview(self, pv) -> None:
-        layer = self.preview_layer
         src = self.controller.source
-        if layer is None or src is None:
+        if self.preview_layer is None or src is None:
             return
-        img = self._image_layer
-        ndim = len(src.shape)
-        scale = np.asarray(img.scale, dtype=float)[-ndim:]
-        base = np.asarray(img.translate, dtype=float)[-ndim:]
-        region = self._layer(REGION)
+        self._muted = True
+        try:
+            L.show_preview(self.viewer, self._image_layer, len(src.shape), pv, self.controller.region_mode() == "roi")
+        finally:
+            self._muted = False
         if pv is None or pv.area == 0:
-            layer.data = np.zeros((1,) * ndim, np.uint8)
             self.result.value = "no object yet" if pv is None else "empty mask: move the point or the box"
             self.class_choice.choices = []
-            if region is not None:
-                region.visible = False
             return
-        # the mask is at the resolution the region was read at: one pixel = step x step plane pixels
-        lead, step = len(pv.plane), pv.step
-        offset = np.array(list(pv.plane) + [pv.y0 + (step - 1) / 2, pv.x0 + (step - 1) / 2], dtype=float)
-        layer.data = pv.mask.astype(np.uint8).reshape((1,) * lead + pv.mask.shape)
-        layer.scale = tuple(scale * np.array([1.0] * lead + [step, step]))
-        layer.translate = tuple(base + scale * offset)
         names = [n for n, _ in pv.top_k]
         self.class_choice.choices = names
         self.class_choice.value = names[0]
         self.result.value = pv.summary()
-        if region is not None:
-            r = pv.region
-            self._muted = True
-            try:
-                lead = list(pv.plane)
-                ya, yb, xa, xb = r.y0 - 0.5, r.y1 - 0.5, r.x0 - 0.5, r.x1 - 0.5
-                corners = np.array([lead + [ya, xa], lead + [ya, xb], lead + [yb, xb], lead + [yb, xa]], float)
-                region.data = [corners]
-                region.shape_type = ["rectangle"]
-                region.visible = self.controller.region_mode() == "roi"
-            finally:
-                self._muted = False
 
     # ------------------------------------------------------------------ commit / undo / clear
     def commit_object(self) -> None:
