@@ -15,28 +15,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ovsam_core.predictor import Predictor
 from ovsam_core.prompts import Prompt, PromptError
+from test_predictor import image, predictor  # noqa: F401 - fixtures: tiny model, a (90, 160) image
 
 H, W = 90, 160
 VOCAB = ["a", "b", "c"]
 SETTINGS = settings(max_examples=15, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-
-
-@pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
-    import os
-    os.environ.setdefault("OVSAM_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    return Predictor("ovsam-test", progress=False)
-
-
-@pytest.fixture(scope="module")
-def image():
-    rng = np.random.RandomState(0)
-    img = (rng.rand(H, W, 3) * 255).astype(np.uint8)
-    img[20:60, 30:80] = (250, 10, 10)
-    return img
 
 
 # ----------------------------------------------------------------------------- valid prompts
