@@ -40,6 +40,7 @@ from .predictor import ObjectPrediction, Prediction, Predictor, resolve_device
 from .results import mask_to_rle, prediction_to_json, render_overlay, rle_to_mask
 from .fetch import (ImageTooLargeError, UnsafeSourceError, check_image_pixels, decode_data_url,
                     image_header_size, is_public_address, load_image_limited, safe_join)
+from .tiling import Region, plan_region
 from .masks import (MaskPolygons, crop_iou, crop_to_rle, mask_box, mask_to_polygons, polygon_to_mask,
                     resize_nearest, tight_crop)
 
@@ -61,6 +62,7 @@ __all__ = [
     "mask_to_rle", "prediction_to_json", "render_overlay", "rle_to_mask",
     "ImageTooLargeError", "UnsafeSourceError", "check_image_pixels", "decode_data_url", "image_header_size",
     "is_public_address", "load_image_limited", "safe_join",
+    "Region", "plan_region",
     "MaskPolygons", "crop_iou", "crop_to_rle", "mask_box", "mask_to_polygons", "polygon_to_mask",
     "resize_nearest", "tight_crop",
 ]

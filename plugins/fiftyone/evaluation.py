@@ -24,6 +24,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ovsam_core import crop_iou, resize_nearest
+
 from .labeling import get_run
 from .prompts import dataset_name
 from .vocab import INFO_KEY
@@ -82,24 +84,13 @@ def _pixels(det, w: int, h: int) -> Tuple[int, int, np.ndarray]:
     x1, y1 = max(int(round((x + bw) * w)), x0 + 1), max(int(round((y + bh) * h)), y0 + 1)
     if det.mask is None:
         return x0, y0, np.ones((y1 - y0, x1 - x0), bool)
-    m = np.asarray(det.mask).astype(bool)
-    if m.shape != (y1 - y0, x1 - x0):  # nearest-neighbour resize to the box
-        ri = (np.arange(y1 - y0) * m.shape[0] // (y1 - y0)).clip(0, m.shape[0] - 1)
-        ci = (np.arange(x1 - x0) * m.shape[1] // (x1 - x0)).clip(0, m.shape[1] - 1)
-        m = m[ri][:, ci]
-    return x0, y0, m
+    return x0, y0, resize_nearest(det.mask, y1 - y0, x1 - x0)
 
 
 def mask_iou(a, b, w: int, h: int) -> float:
     """Pixel IoU of two detections (box + cropped mask) in a ``w`` x ``h`` image."""
     (ax, ay, am), (bx, by, bm) = _pixels(a, w, h), _pixels(b, w, h)
-    x0, y0 = min(ax, bx), min(ay, by)
-    x1, y1 = max(ax + am.shape[1], bx + bm.shape[1]), max(ay + am.shape[0], by + bm.shape[0])
-    ca, cb = np.zeros((y1 - y0, x1 - x0), bool), np.zeros((y1 - y0, x1 - x0), bool)
-    ca[ay - y0:ay - y0 + am.shape[0], ax - x0:ax - x0 + am.shape[1]] = am
-    cb[by - y0:by - y0 + bm.shape[0], bx - x0:bx - x0 + bm.shape[1]] = bm
-    union = int((ca | cb).sum())
-    return int((ca & cb).sum()) / union if union else 0.0
+    return crop_iou(am, (ay, ax), bm, (by, bx))
 
 
 def paired_miou(samples, pred_field: str, gt_field: str) -> Tuple[float, int]:

@@ -17,56 +17,16 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from .labels_store import ChunkedLabels, plane_bbox
+from ovsam_core import crop_to_rle
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .controller import Controller
+from .labels_store import ChunkedLabels, plane_bbox
 
 FORMAT = "ovsam-napari-coco-v1"
 TILE = 512     # TIFF tiles and label reads
-
-
-def rle_from_crop(crop: np.ndarray, y0: int, x0: int, height: int, width: int) -> Dict[str, Any]:
-    """COCO compressed RLE of a (height, width) mask that is zero outside ``crop`` at (y0, x0).
-
-    Equal to ``pycocotools.mask.encode`` of the full-size mask, without allocating it; the crop
-    is walked in strips of columns (COCO runs go down the columns).
-    """
-    from pycocotools import mask as mask_utils
-
-    m = np.asarray(crop, dtype=bool)
-    H, W = int(height), int(width)
-    total = H * W
-    h, w = m.shape
-    starts_l, ends_l = [], []
-    strip = max(1, (1 << 22) // max(h, 1))
-    for c0 in range(0, w, strip):
-        part = m[:, c0:c0 + strip]
-        d = np.diff(part.view(np.int8), axis=0, prepend=np.int8(0), append=np.int8(0)).T  # (cols, h+1)
-        cs, rs = np.nonzero(d == 1)
-        ce, re_ = np.nonzero(d == -1)
-        starts_l.append((x0 + c0 + cs).astype(np.int64) * H + y0 + rs)
-        ends_l.append((x0 + c0 + ce).astype(np.int64) * H + y0 + re_)
-    starts = np.concatenate(starts_l) if starts_l else np.zeros(0, np.int64)
-    ends = np.concatenate(ends_l) if ends_l else np.zeros(0, np.int64)
-    if not len(starts):
-        counts = [total]
-    else:
-        joined = ends[:-1] == starts[1:]          # runs continuing into the next column
-        starts = starts[np.r_[True, ~joined]]
-        ends = ends[np.r_[~joined, True]]
-        c = np.empty(2 * len(starts) + 1, np.int64)
-        c[0] = starts[0]
-        c[1::2] = ends - starts
-        c[2:-1:2] = starts[1:] - ends[:-1]
-        c[-1] = total - ends[-1]
-        counts = c[:-1].tolist() if c[-1] == 0 else c.tolist()  # as pycocotools: no trailing empty run
-    rle = mask_utils.frPyObjects({"size": [H, W], "counts": counts}, H, W)
-    return {"size": [H, W], "counts": rle["counts"].decode("ascii")}
 
 
 def object_mask(labels, plane, label_id: int, bbox_xyxy) -> Tuple[np.ndarray, int, int]:
@@ -84,23 +44,27 @@ def object_mask(labels, plane, label_id: int, bbox_xyxy) -> Tuple[np.ndarray, in
     return crop[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], y0 + int(rows[0]), x0 + int(cols[0])
 
 
-def _object_crops(ctl: "Controller"):
+def _object_crops(labels, objects: Mapping[int, Any]):
     """(record, tight crop of the object's current pixels, y0, x0) for every committed object."""
-    for rec in ctl.objects.values():
-        crop, y0, x0 = object_mask(ctl.labels, rec.plane, rec.label_id, rec.bbox_xyxy)
+    for rec in objects.values():
+        crop, y0, x0 = object_mask(labels, rec.plane, rec.label_id, rec.bbox_xyxy)
         if crop.size:
             yield rec, crop, y0, x0
 
 
-def to_coco(ctl: "Controller") -> Dict[str, Any]:
-    """COCO instances of the committed objects (see the module doc)."""
-    src = ctl._require_image()
+def to_coco(labels, objects: Mapping[int, Any], src) -> Dict[str, Any]:
+    """COCO instances of the committed objects (see the module doc).
+
+    Args:
+        labels: the label volume; objects: label id -> record (``ObjectRecord``); src: the
+            image (``name``, ``height``, ``width``).
+    """
     H, W = src.height, src.width
-    names = sorted({r.class_name for r in ctl.objects.values()})
+    names = sorted({r.class_name for r in objects.values()})
     cat_id = {n: i + 1 for i, n in enumerate(names)}
     images: Dict[Tuple[int, ...], Dict[str, Any]] = {}
     anns: List[Dict[str, Any]] = []
-    for rec, crop, y0, x0 in _object_crops(ctl):
+    for rec, crop, y0, x0 in _object_crops(labels, objects):
         if rec.plane not in images:
             suffix = "" if not rec.plane else "_" + "_".join(map(str, rec.plane))
             images[rec.plane] = {"id": len(images) + 1, "file_name": f"{src.name}{suffix}", "width": W,
@@ -108,7 +72,7 @@ def to_coco(ctl: "Controller") -> Dict[str, Any]:
         h, w = crop.shape
         anns.append({
             "id": len(anns) + 1, "image_id": images[rec.plane]["id"], "category_id": cat_id[rec.class_name],
-            "segmentation": rle_from_crop(crop, y0, x0, H, W), "area": int(crop.sum()),
+            "segmentation": crop_to_rle(crop, y0, x0, H, W), "area": int(crop.sum()),
             "bbox": [x0, y0, w, h], "iscrowd": 0,
             "score": None if math.isnan(rec.score) else round(rec.score, 6),
             "ovsam_label": rec.label_id, "ovsam_suggested": rec.suggested_class, "ovsam_choice": rec.choice,
@@ -143,14 +107,14 @@ def read_coco(path: Union[str, Path]) -> List[Dict[str, Any]]:
     return out
 
 
-def write_csv(ctl: "Controller", path: Union[str, Path]) -> Path:
+def write_csv(objects: Mapping[int, Any], path: Union[str, Path]) -> Path:
     path = Path(path)
     cols = ["label", "class_name", "score", "suggested_class", "suggested_score", "choice", "area",
             "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "plane", "top_k"]
     with path.open("w", newline="", encoding="utf-8") as f:
         wr = csv.writer(f)
         wr.writerow(cols)
-        for r in ctl.objects.values():
+        for r in objects.values():
             wr.writerow([r.label_id, r.class_name, "" if math.isnan(r.score) else f"{r.score:.6f}",
                          r.suggested_class, f"{r.suggested_score:.6f}", r.choice, r.area, *r.bbox_xyxy,
                          ",".join(map(str, r.plane)), json.dumps([[n, round(s, 6)] for n, s in r.top_k])])
@@ -186,13 +150,14 @@ def write_labels_tif(labels, path: Union[str, Path], progress: Optional[Callable
     return path
 
 
-def export_all(ctl: "Controller", out_dir: Union[str, Path], name: str,
+def export_all(labels, objects: Mapping[int, Any], src, out_dir: Union[str, Path], name: str,
                progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, Path]:
+    """Write ``<name>_labels.tif``, ``<name>_classes.csv`` and ``<name>_coco.json`` (see :func:`to_coco`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"labels": write_labels_tif(ctl.labels, out / f"{name}_labels.tif", progress),
-             "csv": write_csv(ctl, out / f"{name}_classes.csv")}
+    paths = {"labels": write_labels_tif(labels, out / f"{name}_labels.tif", progress),
+             "csv": write_csv(objects, out / f"{name}_classes.csv")}
     coco = out / f"{name}_coco.json"
-    coco.write_text(json.dumps(to_coco(ctl), indent=1), encoding="utf-8")
+    coco.write_text(json.dumps(to_coco(labels, objects, src), indent=1), encoding="utf-8")
     paths["coco"] = coco
     return paths

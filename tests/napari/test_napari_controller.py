@@ -10,7 +10,7 @@ import pytest
 from ovsam_core import EmbeddingMismatchError, Prompt, load_image
 from ovsam_plugins.napari.controller import (Channel, Controller, ImageSource, PromptSet, Region, new_labels,
                                              prompts_from_layers)
-from ovsam_plugins.napari.export import read_coco, read_csv, rle_from_crop
+from ovsam_plugins.napari.export import read_coco, read_csv
 from ovsam_plugins.napari.labels_store import ChunkedLabels
 
 VOCAB = ["cell", "nucleus", "square", "disc", "triangle", "sky"]  # as in conftest.py
@@ -258,23 +258,6 @@ def test_ovsam_embed_output_is_found_in_the_embeddings_folder(settings, blobs_u1
 
 
 # ------------------------------------------------------------------ export
-
-
-def test_rle_from_crop_equals_pycocotools_on_the_full_mask():
-    from pycocotools import mask as mask_utils
-
-    rng = np.random.default_rng(3)
-    for _ in range(60):
-        H, W = int(rng.integers(1, 40)), int(rng.integers(1, 40))
-        y0, x0 = int(rng.integers(0, H)), int(rng.integers(0, W))
-        h, w = int(rng.integers(1, H - y0 + 1)), int(rng.integers(1, W - x0 + 1))
-        if rng.random() < 0.3:
-            y0, h = 0, H  # full-height crops: runs continue across columns
-        crop = rng.random((h, w)) < rng.choice([0.1, 0.5, 0.95])
-        full = np.zeros((H, W), np.uint8)
-        full[y0:y0 + h, x0:x0 + w] = crop
-        ref = mask_utils.encode(np.asfortranarray(full))
-        assert rle_from_crop(crop, y0, x0, H, W) == {"size": [H, W], "counts": ref["counts"].decode("ascii")}
 
 
 def test_export_round_trips(settings, predictor, blobs_u16, tmp_path):

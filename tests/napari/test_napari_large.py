@@ -79,7 +79,7 @@ def test_prompting_a_20k_image_stays_far_below_its_size(settings, predictor, mul
                 assert x0 <= ps.extent()[1] and ps.extent()[3] <= x1 and y0 <= ps.extent()[0] and ps.extent()[2] <= y1
                 if pv.area:
                     committed.append(ctl.commit())
-            coco = to_coco(ctl)
+            coco = to_coco(ctl.labels, ctl.objects, ctl.source)
             undone = ctl.undo()
         _, traced_peak = tracemalloc.get_traced_memory()
     finally:
@@ -120,7 +120,7 @@ def test_coco_of_a_20k_object_is_encoded_without_a_dense_mask(settings, predicto
     tracemalloc.start()
     try:
         rec = ctl.commit()
-        doc = to_coco(ctl)
+        doc = to_coco(ctl.labels, ctl.objects, ctl.source)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -132,4 +132,4 @@ def test_coco_of_a_20k_object_is_encoded_without_a_dense_mask(settings, predicto
     assert mask_utils.toBbox(rle).tolist() == [19960.0, 19965.0, 35.0, 25.0] == [float(v) for v in ann["bbox"]]
     assert doc["categories"] == [{"id": 1, "name": "cell", "supercategory": "object"}]
     (tmp_path / "big_coco.json").write_text(json.dumps(doc))
-    assert write_csv(ctl, tmp_path / "big.csv").read_text().count("\n") == 2
+    assert write_csv(ctl.objects, tmp_path / "big.csv").read_text().count("\n") == 2
