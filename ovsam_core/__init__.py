@@ -41,6 +41,8 @@ from .results import mask_to_rle, prediction_to_json, render_overlay, rle_to_mas
 from .fetch import (ImageTooLargeError, UnsafeSourceError, check_image_pixels, decode_data_url,
                     image_header_size, is_public_address, load_image_limited, safe_join)
 from .tiling import Region, plan_region
+from .labelmap import HostLabel, LabelMapper, normalise
+from .fewshot import PrototypeSet, PrototypeStore, blend_probabilities, region_descriptor
 from .masks import (MaskPolygons, crop_iou, crop_to_rle, mask_box, mask_to_polygons, polygon_to_mask,
                     resize_nearest, tight_crop)
 
@@ -63,6 +65,8 @@ __all__ = [
     "ImageTooLargeError", "UnsafeSourceError", "check_image_pixels", "decode_data_url", "image_header_size",
     "is_public_address", "load_image_limited", "safe_join",
     "Region", "plan_region",
+    "HostLabel", "LabelMapper", "normalise", "PrototypeSet", "PrototypeStore", "blend_probabilities",
+    "region_descriptor",
     "MaskPolygons", "crop_iou", "crop_to_rle", "mask_box", "mask_to_polygons", "polygon_to_mask",
     "resize_nearest", "tight_crop",
 ]

@@ -1,7 +1,7 @@
-"""Learning from annotations: region descriptors, a SQLite prototype store, few-shot scores.
+"""Few-shot learning from labelled regions: region descriptors, a SQLite prototype store, blending.
 
-When an annotator labels an object (a rectangle, polygon, brush stroke or keypoint), the
-backend stores a *prototype*: the descriptor of that region under the project label it got.
+When an annotator labels an object (a box, polygon, brush stroke or click), a host stores a
+*prototype*: the descriptor of that region under the project label it got.
 At prediction time each region's descriptor is compared with the project's prototypes and the
 similarity to each label's nearest prototype re-ranks the labels that have prototypes::
 
@@ -11,15 +11,15 @@ similarity to each label's nearest prototype re-ranks the labels that have proto
 where ``mu`` is the mean of the project's prototypes (centering removes what all regions of
 the project share), ``M`` the text probability mass of the labels with prototypes (labels
 without prototypes keep their text probability) and ``weight`` is
-``Settings.prototype_weight`` (default 50). Nothing is trained: adding or deleting an annotation changes the
+the caller's prototype weight (Label Studio: ``OVSAM_LS_PROTOTYPE_WEIGHT``, default 50;
+:func:`blend_probabilities`). Nothing is trained: adding or deleting an annotation changes the
 next prediction.
 
 Descriptor: the image features of the model's two finest FPN levels, averaged over the region
 (the human mask for polygons and brushes, the box for rectangles, the predicted mask for
 keypoints and point prompts, the prompt box for box prompts), each L2-normalised, concatenated.
 
-The store is one SQLite file (``<model_dir>/ovsam-label-studio.sqlite3``, WAL mode, safe for
-several gunicorn workers), keyed by project and model (descriptors of different models are not
+The store (:class:`PrototypeStore`) is one SQLite file (WAL mode, safe for several processes), keyed by project and model (descriptors of different models are not
 comparable); each annotation's prototypes are replaced when it is updated.
 """
 from __future__ import annotations
@@ -131,6 +131,32 @@ class PrototypeSet:
             if c > out.get(lab, -2.0):
                 out[lab] = c
         return out
+
+#: floor of text probabilities before their log is taken
+MIN_PROB = 1e-6
+
+
+def blend_probabilities(p: np.ndarray, sims: Sequence[Optional[float]], weight: float) -> np.ndarray:
+    """Label probabilities from text probabilities ``p`` (L,) and prototype similarities.
+
+    Labels without prototypes (``None``) keep their text probability. The probability mass of
+    the labels that have prototypes is redistributed among them by
+    ``softmax(log p_text + weight * similarity)``; a label with prototypes but no text evidence
+    starts from the uniform prior.
+    """
+    n = len(p)
+    q = p / p.sum() if p.sum() > 0 else np.full(n, 1.0 / n)
+    has = np.array([v is not None for v in sims])
+    if has.any():
+        q = np.where(has & (q <= 0), 1.0 / n, q)
+        q = q / q.sum()
+        mass = q[has].sum()
+        s = np.array([v for v in sims if v is not None], np.float64)
+        z = np.log(np.maximum(q[has], MIN_PROB)) + weight * s
+        z = np.exp(z - z.max())
+        q = q.copy()
+        q[has] = mass * z / z.sum()
+    return q
 
 
 # ------------------------------------------------------------------------------------- store
