@@ -243,8 +243,13 @@ class Predictor:
             from .runtime import OpenVINOEncoder
 
             try:
+                import sys
+
+                say = (lambda msg: print(f"ovsam: {msg}", file=sys.stderr)) if self.progress else None
                 self._ov_encoder = OpenVINOEncoder(self.loaded.model, f"{self.name}:{self.loaded.weights_id}",
-                                                   self.dtype[len("ov-"):])
+                                                   self.dtype[len("ov-"):], notify=say)
+                if self.low_memory:  # a first conversion read the PyTorch encoder's weights
+                    release_mapped_weights(self.loaded.model)
             except Exception as e:  # noqa: BLE001 - auto must never fail for an optional runtime
                 if self.precision.reason == "requested":
                     raise

@@ -11,14 +11,15 @@ import sys
 import pytest
 import torch
 
-from ovsam_core import Predictor, load_model, register_model, unregister_model
+from ovsam_core import Predictor, load_model
 from ovsam_core.modeling.rel_pos_attention import ChunkedRelPosAttention, use_chunked_attention
 from ovsam_core.runtime import auto as auto_mod
 from ovsam_core.runtime import cpu_info, resolve_precision, validate_precision
 from ovsam_core.runtime.openvino_encoder import OpenVINOEncoder, openvino_available
 from ovsam_core.weights.paging import release_mapped_weights
 from segment_anything.modeling.image_encoder import Attention
-from upstream_files import make_test_spec, write_upstream_files
+from test_weights import spec  # noqa: F401 - the tiny upstream-layout model fixture
+from upstream_files import write_upstream_files
 
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 CPU = torch.device("cpu")
@@ -129,14 +130,6 @@ def test_neck_uses_chunked_attention():
 
 
 # --------------------------------------------------------------------------- lean loading
-@pytest.fixture
-def spec(monkeypatch, tmp_path):
-    monkeypatch.setenv("OVSAM_CACHE_DIR", str(tmp_path / "cache"))
-    s = register_model(make_test_spec(), overwrite=True)
-    yield s
-    unregister_model(s.name)
-
-
 def test_lazy_text_loads_on_first_use_only(spec, tmp_path):
     write_upstream_files(tmp_path)
     eager = load_model(spec.name, tmp_path, download=False, progress=False)

@@ -17,8 +17,9 @@ Encoder precisions (the ``dtype`` of :class:`~ovsam_core.Predictor` and ``--dtyp
 * CPU with AMX: ``bf16`` (native bf16 tiles).
 * CPU, real-size model, OpenVINO installed: ``ov-fp32`` (same answers as fp32, embedding
   rel. error ~1e-6, measured faster than PyTorch fp32; ``bench/ovsam_bench/encode_isa.py``).
-  ``ov-int8`` is faster still but changes the features more (rel. error a few %) and its
-  one-off calibration takes minutes and several GB, so it is opt-in (``--dtype ov-int8``).
+  ``ov-int8`` is opt-in (``--dtype ov-int8``): it changes the features more (rel. error a
+  few %), and its one-off NNCF calibration of the real-size encoder needs more than 10 GB of
+  memory and tens of minutes on a 2-core machine (it collects every activation at 1024²).
 * CPU with AVX512-BF16 but no AMX: ``bf16`` if a one-off micro-benchmark (cached per machine
   in the ovsam cache folder) finds it >= 1.3x faster than fp32, else ``fp32``.
 * Otherwise ``fp32``.

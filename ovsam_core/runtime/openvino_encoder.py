@@ -7,6 +7,10 @@ precision, calibration set, ovsam and OpenVINO versions), and compiled from ther
 own compiled-blob cache makes later starts fast). The PyTorch trunk and neck are then never
 run, so their memory-mapped weights are never read.
 
+One-off costs (real-size RN50x16 encoder, 2-core CPU): converting to the fp32 IR takes 3-7 min
+and ~4.5 GB; int8 calibration needs more than 10 GB (NNCF collects every activation of a
+1024² image), so ``ov-int8`` is opt-in. Later starts compile from the cache in seconds.
+
 int8 calibration: by default the five natural photographs bundled with scikit-image (a
 portrait, a coffee cup, a cat, a rocket on its pad, a street scene with a motorcycle; see
 :data:`CALIBRATION_IMAGES`), each
@@ -22,7 +26,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -123,11 +127,12 @@ class OpenVINOEncoder:
         calibration: int8 only: (1, 3, S, S) inputs (:func:`calibration_inputs`); default the
             bundled photographs.
         threads: inference threads (default: torch's thread count).
+        notify: called with a one-line message before a (slow, one-off) conversion or calibration.
     """
 
     def __init__(self, model: OVSAM, signature: str, precision: str = "fp32", *,
                  cache_dir: Optional[Path] = None, calibration: Optional[Sequence[torch.Tensor]] = None,
-                 threads: Optional[int] = None) -> None:
+                 threads: Optional[int] = None, notify: Optional[Callable[[str], None]] = None) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown OpenVINO precision {precision!r}; choose fp32 or int8")
         if not openvino_available(int8=precision == "int8"):
@@ -164,9 +169,12 @@ class OpenVINOEncoder:
         core.set_property({"CACHE_DIR": str(root / f"blobs-{cpu_info().key}")})
         if not xml.is_file():
             fp32_xml = root / key("fp32", "") / "encoder.xml"
+            say = notify or (lambda msg: None)
             if not fp32_xml.is_file():  # the int8 model is quantised from the cached fp32 IR
+                say(f"converting the image encoder to OpenVINO once (a few minutes; cached in {root})")
                 self._save(self._convert(model), fp32_xml)
             if precision == "int8":
+                say(f"calibrating the int8 encoder once (slow, >10 GB for real-size models; cached in {root})")
                 if calib is None:
                     calib = calibration_inputs(calib_files, size)
                 self._save(self._quantize(core.read_model(str(fp32_xml)), calib), xml)
