@@ -59,6 +59,36 @@ def register(subparsers) -> None:
     s.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), help="logging level (default INFO)")
     s.set_defaults(func=serve)
 
+    c = sub.add_parser("connect", help="create a Label Studio project for a folder of images, connected to the backend",
+                       description="Creates a project (labels: the model's vocabulary or --labels; smart keypoints "
+                                   "and boxes -> brush masks), imports the images of FOLDER through local-files "
+                                   "storage and connects the running backend. Needs LABEL_STUDIO_URL, "
+                                   "LABEL_STUDIO_API_KEY and LOCAL_FILES_DOCUMENT_ROOT (as Label Studio was started).")
+    c.add_argument("folder", type=Path, help="images to label (under LOCAL_FILES_DOCUMENT_ROOT)")
+    c.add_argument("--model", default=None, help="the backend's model: its vocabulary gives the labels")
+    c.add_argument("--labels", default=None, help="project labels instead, separated by commas")
+    c.add_argument("--backend-url", default="http://127.0.0.1:9090", help="where `serve` listens")
+    c.add_argument("--title", default="ovsam", help="project title")
+    c.add_argument("--label-studio-url", help="Label Studio's URL (env LABEL_STUDIO_URL)")
+    c.set_defaults(func=_connect)
+
+
+def _connect(args: argparse.Namespace) -> int:
+    from .connect import connect
+
+    settings = _settings_for_connect(args)
+    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
+    out = connect(settings, args.folder, args.backend_url, labels, args.title)
+    print(f"project {out['project']}: {out['tasks']} images, labels {', '.join(out['labels'])}; backend connected")
+    print(f"open {out['url']}, click a task, then click an object with the keypoint tool (Auto-Annotation on)")
+    return 0
+
+
+def _settings_for_connect(args: argparse.Namespace):
+    from .settings import settings_from_env
+
+    return settings_from_env(model=args.model, label_studio_url=args.label_studio_url)
+
 
 def _settings(args: argparse.Namespace):
     from .settings import settings_from_env

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     s.add_argument("--device", default=None, help="auto, cpu, cuda or mps")
     s.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"], help="image-encoder precision")
     s.add_argument("--vocab", default=None, help="coco, lvis, imagenet21k, a vocabulary file, or a `vocab build` folder")
-    s.add_argument("--classes", default=None, help="a vocabulary as class names separated by ';'")
+    s.add_argument("--classes", default=None, help="class names separated by commas, synonyms joined by | ('nucleus, mitochondrion|mito')")
     s.add_argument("--embeddings-dir", type=Path, help="a folder written by `ovsam embed --out DIR`")
     s.set_defaults(func=_cmd_napari)
 
@@ -50,7 +50,9 @@ def open_viewer(args: argparse.Namespace):
     _, widget = viewer.window.add_plugin_dock_widget("ovsam", WIDGET)
     vocab = args.vocab
     if args.classes:
-        vocab = [c.strip() for c in args.classes.split(";") if c.strip()]
+        from ovsam_core import parse_vocabulary_text
+
+        vocab = parse_vocabulary_text(args.classes)  # "a, b|synonym" (one syntax for every host)
     elif vocab is not None and Path(vocab).exists():
         vocab = str(Path(vocab).resolve())
     widget.set_options(model=args.model, device=args.device, precision=args.dtype, vocabulary=vocab,

@@ -92,3 +92,33 @@ def test_mistyped_vocabulary_path_is_an_error_everywhere(fo, installed, make_dat
                  "--vocab", BAD_VOCAB, "--device", "cpu", "-q"]) == 2
     assert "vocabulary file not found: /nonexistent/my_vocab.txt" in capsys.readouterr().err
     assert not ds.has_sample_field("ovsam")  # nothing was labelled with the path as a class name
+
+
+def main_readme_block(heading: str, lang: str) -> str:
+    """The first ```lang block under ``### heading`` of the main README."""
+    text = (README.parents[2] / "README.md").read_text()
+    section = text[text.index(f"### {heading}\n"):]
+    section = section[:section.index("\n## ")]
+    return re.search(rf"^```{lang}\n(.*?)^```", section, re.S | re.M).group(1)
+
+
+def test_main_readme_quick_start_runs(fo, predictor, monkeypatch):
+    """The main README's FiftyOne quick start, unchanged, in the repository folder (whichever
+    model it names is served by ``ovsam-test`` here): a named mask for the prompt box."""
+    from ovsam_plugins.fiftyone import model as model_mod
+
+    asked = []
+    monkeypatch.setattr(model_mod, "get_predictor", lambda name="ovsam-lvis", **kw: asked.append(name) or predictor)
+    monkeypatch.chdir(README.parents[2])
+    code = main_readme_block("FiftyOne", "python")
+    ns = {}
+    try:
+        exec(compile(code, "README.md [FiftyOne]", "exec"), ns)  # noqa: S102 - the README's own code
+        det = ns["dataset"].first().ovsam.detections[0]
+        assert det.label in [n.split(",")[0].strip() for n in predictor.classifier().vocabulary.names]
+        assert 0 < det.confidence <= 1
+        assert det.mask is not None and det.mask.any()
+        assert asked == ["ovsam-shapes"]
+    finally:
+        if "ovsam-quickstart" in fo.list_datasets():
+            fo.load_dataset("ovsam-quickstart").delete()

@@ -188,3 +188,46 @@ def test_huge_png_header_is_refused_with_the_pixel_limit(servers):
     assert e.value.code == 413
     msg = json.loads(e.value.read())["error"]
     assert "50000x50000" in msg and "100000000 pixel limit" in msg and "MAX_IMAGE_PIXELS = None" not in msg
+
+
+def _readme_ls_connect_line() -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("### Label Studio\n"):]
+    section = section[:section.index("\n### ")]
+    (line,) = [ln for ln in section.splitlines() if "ovsam label-studio connect" in ln]
+    return line[line.index("ovsam label-studio connect"):]
+
+
+@LABEL_STUDIO_SERVER
+def test_readme_connect_command_gives_a_named_mask(servers):
+    """Step 3 of the README's quick start against the running Label Studio: `connect` makes a
+    project of a folder under LOCAL_FILES_DOCUMENT_ROOT, connected to the backend; a smart
+    click then comes back as a brush mask labelled with a project label."""
+    import shlex
+
+    ls, be = servers
+    argv = shlex.split(_readme_ls_connect_line())[1:]  # label-studio connect examples --model ovsam-shapes
+    assert argv[:3] == ["label-studio", "connect", "examples"]
+    argv[argv.index("--model") + 1] = "ovsam-test"
+    folder = ls.files_root / "examples"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(SHAPES, folder / "shapes.png")
+    env = clean_env(LABEL_STUDIO_URL=ls.url, LABEL_STUDIO_API_KEY=ls.token,
+                    LOCAL_FILES_DOCUMENT_ROOT=str(ls.files_root))
+    out = subprocess.run([*ovsam_cmd(), *argv, "--backend-url", be.url], cwd=ls.files_root, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    pid = int(out.stdout.split()[1].rstrip(":"))
+    project = ls.api("GET", f"/api/projects/{pid}")
+    (task,) = ls.api("GET", f"/api/tasks?project={pid}")["tasks"]
+    (ml,) = ls.api("GET", f"/api/ml?project={pid}")
+    assert ml["url"] == be.url and ml["is_interactive"]
+    assert "<BrushLabels" in project["label_config"] and 'smart="true"' in project["label_config"]
+    ctx = {"result": [{"original_width": W, "original_height": H, "image_rotation": 0,
+                       "value": {"x": 27.0, "y": 42.0, "width": 0.5, "keypointlabels": ["person"]},
+                       "is_positive": True, "id": "kp1", "from_name": "kp", "to_name": "image",
+                       "type": "keypointlabels", "origin": "manual"}]}
+    res = ls.api("POST", f"/api/ml/{ml['id']}/interactive-annotating", {"task": task["id"], "context": ctx})
+    (brush,) = [r for r in res["data"]["result"] if r["type"] == "brushlabels"]
+    label = brush["value"]["brushlabels"][0]
+    assert f'value="{label}"' in project["label_config"]  # a project label (ovsam-test: the coco classes)

@@ -122,3 +122,38 @@ def test_mistyped_vocabulary_file_is_an_error(make_napari_viewer):
 
     with pytest.raises(VocabularyError, match="vocabulary file not found"):
         w.set_options(model="ovsam-test", vocabulary="/nonexistent/my_vocab.txt")
+
+
+def test_main_readme_command_gives_a_named_mask(monkeypatch, qtbot):
+    """The main README's napari command, run as written from the repository folder (only the
+    model is swapped for the tiny ``ovsam-test``): a click gives a mask and a name, ``c`` commits it."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from app_model.types import KeyBinding
+
+    from ovsam_core.cli import main
+
+    repo = Path(__file__).resolve().parents[2]
+    text = (repo / "README.md").read_text()
+    section = text[text.index("### napari\n"):]
+    (line,) = [ln for ln in section.splitlines() if ln.startswith("ovsam napari ")][:1]
+    argv = shlex.split(line)[1:]
+    argv[argv.index("--model") + 1] = "ovsam-test"
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(napari, "run", lambda *a, **k: None)
+    assert main(argv + ["--device", "cpu"]) == 0
+    viewer = napari.current_viewer()
+    try:
+        w = viewer.window.dock_widgets[f"{WIDGET} (ovsam)"]
+        pts = viewer.layers["ovsam points"]
+        assert [layer.name for layer in viewer.layers][-1] == "ovsam points"
+        pts.add([151, 130])  # the red disc of examples/shapes.png (row, col)
+        w.wait()
+        pv = w.controller.preview
+        assert pv is not None and pv.area > 0 and pv.label and re.match(re.escape(pv.label), w.result.value)
+        pts.keymap[KeyBinding.from_str("c")](pts)
+        assert list(viewer.layers["ovsam objects"].features["class_name"]) == [pv.label]
+    finally:
+        viewer.close()

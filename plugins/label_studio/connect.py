@@ -1,0 +1,81 @@
+"""``ovsam label-studio connect``: a ready project in a running Label Studio, in one command.
+
+Creates a project whose labels are the model's vocabulary (or ``--labels``), with smart
+keypoint and rectangle prompts and brush outputs; imports the images of a folder through
+Label Studio's local-files storage; connects the backend (``--backend-url``) with interactive
+pre-annotations on. Talks to Label Studio's REST API with ``LABEL_STUDIO_URL`` and
+``LABEL_STUDIO_API_KEY`` (a personal access token from *Account & Settings*, or a legacy token).
+The folder must lie under Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+from xml.sax.saxutils import quoteattr
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def label_config(labels: Sequence[str]) -> str:
+    """Smart keypoint + rectangle prompts and brush outputs with ``labels``."""
+    lab = "".join(f"<Label value={quoteattr(n)}/>" for n in labels)
+    return ("<View>\n  <Image name=\"image\" value=\"$image\"/>\n"
+            f"  <KeyPointLabels name=\"kp\" toName=\"image\" smart=\"true\">{lab}</KeyPointLabels>\n"
+            f"  <RectangleLabels name=\"prompt_box\" toName=\"image\" smart=\"true\" ovsam_skip=\"true\">{lab}"
+            "</RectangleLabels>\n"
+            f"  <BrushLabels name=\"brush\" toName=\"image\">{lab}</BrushLabels>\n</View>")
+
+
+class _Api:
+    def __init__(self, settings) -> None:
+        import requests
+
+        from .fetch import ImageFetcher
+
+        self.base = settings.label_studio_url.rstrip("/")
+        self._fetcher = ImageFetcher(settings)  # its token handling (legacy or personal access token)
+        self._http = requests.Session()
+
+    def __call__(self, method: str, path: str, data: Any = None) -> Any:
+        headers = {"Authorization": self._fetcher._auth_header() or ""}
+        r = self._http.request(method, self.base + path, json=data, headers=headers, timeout=60)
+        if r.status_code >= 400:
+            raise ValueError(f"Label Studio answered {r.status_code} to {method} {path}: {r.text[:300]}")
+        return r.json() if r.content else None
+
+
+def connect(settings, images: Path, backend_url: str, labels: Optional[Sequence[str]] = None,
+            title: str = "ovsam", document_root: Optional[str] = None) -> Dict[str, Any]:
+    """Create the project, import ``images``, connect the backend; returns ids and URLs."""
+    if not settings.label_studio_url:
+        raise ValueError("set LABEL_STUDIO_URL (e.g. http://127.0.0.1:8080) and LABEL_STUDIO_API_KEY")
+    root = Path(document_root or os.environ.get("LOCAL_FILES_DOCUMENT_ROOT") or "").resolve()
+    folder = images.resolve()
+    if not os.environ.get("LOCAL_FILES_DOCUMENT_ROOT") and not document_root:
+        raise ValueError("set LOCAL_FILES_DOCUMENT_ROOT to the folder Label Studio serves local files from "
+                         "(the same value Label Studio was started with)")
+    if folder != root and root not in folder.parents:
+        raise ValueError(f"{folder} is not under LOCAL_FILES_DOCUMENT_ROOT={root}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    if not labels:
+        from ovsam_core import get_model_spec, load_vocabulary
+
+        vocab = settings.vocab or get_model_spec(settings.model).vocabulary
+        labels = list(dict.fromkeys(load_vocabulary(vocab).display_names()))
+    api = _Api(settings)
+    pid = api("POST", "/api/projects", {"title": title, "label_config": label_config(labels)})["id"]
+    api("POST", "/api/storages/localfiles", {"project": pid, "path": str(folder), "use_blob_urls": True,
+                                             "title": "ovsam images"})
+    tasks: List[Dict[str, Any]] = [{"data": {"image": f"/data/local-files/?d={p.relative_to(root).as_posix()}"}}
+                                   for p in files]
+    api("POST", f"/api/projects/{pid}/import", tasks)
+    ml = api("POST", "/api/ml", {"url": backend_url, "project": pid, "title": "ovsam", "is_interactive": True})
+    if ml.get("state") not in ("CO", "connected"):
+        raise ValueError(f"Label Studio could not reach the backend at {backend_url} (state {ml.get('state')}); "
+                         "is `ovsam label-studio serve` running, and Label Studio started with "
+                         "USE_DEFAULT_BANNED_SUBNETS=false?")
+    return {"project": pid, "tasks": len(tasks), "labels": list(labels), "ml_backend": ml["id"],
+            "url": f"{api.base}/projects/{pid}/data"}
