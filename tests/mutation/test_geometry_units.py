@@ -105,3 +105,10 @@ def test_center_point_padding_changes_masks_touching_the_border():
     wide[:, 6:] = True
     assert center_point(wide, pad_to=(4, 16)) != center_point(wide)
     assert center_point(wide, pad_to=(4, 16)) == (7, 0)
+
+
+def test_center_point_pads_rows_and_columns_separately():
+    m = np.zeros((6, 4), bool)
+    m[2:, :] = True  # touches the bottom: only columns are padded here
+    assert center_point(m, pad_to=(6, 12)) == (0, 5)
+    assert center_point(m, pad_to=(12, 4)) == (0, 3)

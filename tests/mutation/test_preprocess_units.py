@@ -104,3 +104,11 @@ def test_upsample_masks_ignores_the_padding_area():
     assert (out < 0).all()
     tall = upsample_masks(low.transpose(2, 3).contiguous(), FrameTransform((40, 10), (128, 32), 128))
     assert tall.shape == (1, 40, 10) and (tall < 0).all()
+
+
+def test_resize_cv2_without_opencv_says_how_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    with pytest.raises(ImportError, match=r"^the 'cv2' resizer needs OpenCV: pip install 'ovsam\[train\]'$"):
+        resize_cv2(np.zeros((4, 4, 3), np.uint8), 8)

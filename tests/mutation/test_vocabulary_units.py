@@ -64,8 +64,12 @@ def test_file_errors(tmp_path):
     assert _err(vocabulary_from_file, j).startswith(f"{j} is not valid JSON: ")
     y = tmp_path / "bad.yaml"
     y.write_text("a: [1, 2\nb: c: d\n", "utf-8")
-    msg = _err(vocabulary_from_file, y)
-    assert msg.startswith(f"{y} is not valid YAML: ") and "\n" not in msg
+    import yaml
+
+    with pytest.raises(yaml.YAMLError) as yerr:
+        yaml.safe_load(y.read_text("utf-8"))
+    assert len(str(yerr.value).splitlines()) > 1
+    assert _err(vocabulary_from_file, y) == f"{y} is not valid YAML: {str(yerr.value).splitlines()[0]}"
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n\n", "utf-8")
     assert _err(vocabulary_from_file, empty) == "the vocabulary is empty: give at least one class name"
@@ -85,7 +89,7 @@ def test_json_and_yaml_lists_objects_synonyms_and_hierarchy(tmp_path):
     j.write_text(json.dumps(data), "utf-8")
     v = vocabulary_from_file(j)
     assert v.names == ("plain", "animal", "dog,puppy,hound", "cat,kitty", "kitten", "car", "boat", "van")
-    assert v.parents == (None, None, 1, 1, 3, 0, 0, 5)
+    assert v.parents == (None, None, 1, 1, 3, 0, 0, 5) and v.key == "custom"
     y = tmp_path / "v.yml"
     y.write_text("- a\n- name: b\n  synonyms: [c]\n", "utf-8")
     w = vocabulary_from_file(y)
@@ -144,7 +148,7 @@ def test_is_preset_and_looks_like_path():
     assert is_preset("coco") and is_preset(" LVIS ") and is_preset("imagenet21k")
     assert not is_preset("cocoa") and not is_preset(None) and not is_preset(["coco"])
     assert VOCAB_FILE_SUFFIXES == (".txt", ".json", ".yaml", ".yml")
-    for t in ["a/b", "./x", ".hidden", "~/v", "classes.txt", "C.JSON", "v.yaml", "v.yml", f"a{os.sep}b", " dir/ "]:
+    for t in ["~v", "X/y.txt", "Xv.txt", "a/b", "./x", ".hidden", "~/v", "classes.txt", "C.JSON", "v.yaml", "v.yml", f"a{os.sep}b", " dir/ "]:
         assert looks_like_path(t), t
     for t in ["", "   ", "cat", "cat,dog", "a/b,c", "x.txt;y", "dog|puppy/x", "a/b\nc", "json", "yaml file"]:
         assert not looks_like_path(t), t
@@ -177,3 +181,12 @@ def test_vocabulary_to_text_inverts_the_list_form():
     assert vocabulary_to_text(names) == "dog|puppy, cat, traffic light, a|b"
     assert parse_vocabulary_text(vocabulary_to_text(names)) == ["dog,puppy", "cat", "traffic light", "a,b"]
     assert vocabulary_to_text([]) == ""
+
+
+def test_yaml_without_pyyaml_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    y = tmp_path / "v.yaml"
+    y.write_text("- a\n", "utf-8")
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    assert _err(vocabulary_from_file, y) == "YAML vocabularies need PyYAML: pip install pyyaml"
