@@ -30,15 +30,25 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from .weights.hub import cache_dir, cache_status
     from .weights.registry import get_model_spec, list_models
 
+    if args.card:
+        from .weights.loader import model_card
+
+        print(model_card(get_model_spec(args.card)))
+        return 0
     print(f"cache: {cache_dir()}")
     for name in list_models():
         spec = get_model_spec(name)
         status = cache_status(spec, args.weights_dir) if spec.files else {}
         ready = "ready" if all(status.values()) else f"{sum(status.values())}/{len(status)} files local"
         if not spec.files:
-            ready = "no download needed"
+            ready = "shipped in the package, no download" if spec.packaged else "no download needed"
         print(f"\n{name}  [arch {spec.arch}, mode {spec.mode}, vocabulary {spec.vocabulary}; {ready}]")
         print(f"  {spec.description}")
+        if spec.packaged:
+            print(f"  weights: {spec.packaged} (in the package)")
+            print(f"      licence: {spec.packaged_license}")
+        if spec.card:
+            print(f"  model card: `ovsam models --card {name}`")
         for wf in spec.files:
             mark = "x" if status.get(wf.role) else " "
             sha = wf.sha256[:12] + "…" if wf.sha256 else "no published sha256"
@@ -107,7 +117,8 @@ def parse_prompts(args: argparse.Namespace):
                 raise UserError(f"bad --prompt {value!r}: expected JSON like "
                                 '\'{"box": [x0, y0, x1, y1], "points": [[x, y, 1]]}\' ({e})') from None
     if not prompts:
-        raise UserError("no prompt given: add --box x0,y0,x1,y1 and/or --point x,y (see ovsam predict -h)")
+        raise UserError("no prompt given: add --box x0,y0,x1,y1 and/or --point x,y, or use --everything / "
+                        "--find NAME (see ovsam predict -h)")
     return prompts
 
 
@@ -145,6 +156,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .images import load_image
     from .results import prediction_to_json, save_overlay
 
+    from .cli_auto import predict_auto, wants_auto
+
+    if wants_auto(args):
+        img = load_image(args.image, channels=_channels(args.channels))
+        return predict_auto(args, _predictor(args, args.quiet), img)
     prompts = parse_prompts(args)
     img = load_image(args.image, channels=_channels(args.channels))
     pred = _predictor(args, args.quiet).predict(img, prompts, args.vocab, top_k=args.top_k, mode=args.mode)
@@ -222,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("models", help="list registered models, their files, licences and cache status")
     s.add_argument("--weights-dir", type=Path, help="also look for the files in this folder")
+    s.add_argument("--card", metavar="MODEL", help="print a model's card (training data, command, quality)")
     s.set_defaults(func=_cmd_models)
 
     s = sub.add_parser("runtime", help="this machine's ISA and what --dtype auto picks on it, and why")
@@ -244,9 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_convert)
 
-    s = sub.add_parser("predict", help="masks and names for box/point prompts on one image",
+    s = sub.add_parser("predict", help="masks and names for box/point prompts on one image (or every object)",
                        description="Each --box, --point, --points or --prompt is one object, in order. "
-                                   "Coordinates are pixels of the original image.")
+                                   "Coordinates are pixels of the original image. Without prompts, "
+                                   "--everything segments and names every object and --find NAME finds "
+                                   "every instance of a class.")
     s.add_argument("image", type=Path)
     s.add_argument("--box", action=_prompt_action("box"), metavar="X0,Y0,X1,Y1", help="a box prompt")
     s.add_argument("--point", action=_prompt_action("point"), metavar="X,Y[,1|0]",
@@ -262,8 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channels", help="channel indices for multi-channel images, e.g. 0 or 0,2,1")
     s.add_argument("--out", type=Path, required=True, help="result JSON")
     s.add_argument("--overlay", type=Path, help="also write a PNG with masks, boxes and labels")
+    from .cli_auto import add_auto_options, register_label_command
+
+    add_auto_options(s)
     _model_options(s)
     s.set_defaults(func=_cmd_predict)
+    register_label_command(sub)
 
     s = sub.add_parser("embed", help="compute image embeddings once (e.g. on a GPU) and save them")
     s.add_argument("images", nargs="+", type=Path)

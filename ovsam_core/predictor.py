@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from .vocabulary import (TextClassifier, VocabSource, base_mask_for, get_classif
 from .weights.loader import LoadedModel, load_model
 from .weights.paging import release_mapped_weights
 from .runtime import bf16_advice, cpu_info, resolve_precision, validate_precision
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .automatic import AutoResult, EverythingOptions
 
 MODES = ("head", "fused")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -101,6 +104,20 @@ class _ClassContext:
     names: Sequence[str]
     base: Optional[torch.Tensor]
     known: Optional[torch.Tensor]
+
+
+def _options(options, option_kw: Dict[str, object], cls):
+    """``options`` updated by keyword fields; unknown keywords name the valid ones."""
+    import dataclasses
+
+    opts = options or cls()
+    if option_kw:
+        valid = {f.name for f in dataclasses.fields(cls)}
+        bad = sorted(set(option_kw) - valid)
+        if bad:
+            raise TypeError(f"unknown option(s) {', '.join(bad)}; valid: {', '.join(sorted(valid))}")
+        opts = dataclasses.replace(opts, **option_kw)
+    return opts
 
 
 def _mask_box(mask: np.ndarray) -> Tuple[int, int, int, int]:
@@ -351,11 +368,7 @@ class Predictor:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         emb = image if isinstance(image, ImageEmbedding) else self.embed(image)
-        if emb.signature.model_key != self.model_key:
-            raise EmbeddingMismatchError(
-                f"this embedding was computed by {emb.signature.model!r} ({emb.signature.dtype}, "
-                f"{emb.signature.preprocessing}); embed the image again with this predictor "
-                f"({self.name}, {self.dtype})")
+        self.check_embedding(emb)
         if isinstance(prompts, Prompt):
             prompts = [prompts]
         h, w = emb.frame.orig_hw
@@ -380,6 +393,42 @@ class Predictor:
                 for i, obj in zip(chunk, objs):
                     results[i] = obj
         return Prediction(tuple(results), (h, w), self.name, mode, clf.vocabulary.key)
+
+    def check_embedding(self, emb: ImageEmbedding) -> None:
+        """Raise :class:`EmbeddingMismatchError` unless ``emb`` was computed by this predictor's
+        model, weights, pre-processing and dtype."""
+        if emb.signature.model_key != self.model_key:
+            raise EmbeddingMismatchError(
+                f"this embedding was computed by {emb.signature.model!r} ({emb.signature.dtype}, "
+                f"{emb.signature.preprocessing}); embed the image again with this predictor "
+                f"({self.name}, {self.dtype})")
+
+    # ------------------------------------------------------------------ prompt-free modes
+    def segment_everything(self, image, vocabulary: Optional[VocabSource] = None, *,
+                           options: Optional["EverythingOptions"] = None, mode: Optional[str] = None,
+                           **option_kw) -> "AutoResult":
+        """Every object on ``image``, segmented and named (no prompt): a grid of point prompts
+        decoded from one embedding, filtered by stability and class score, de-duplicated.
+
+        See :mod:`ovsam_core.automatic` for the pipeline and the quality score. Keyword options
+        (``points_per_side=32``, ``min_score=0.5``, ...) are :class:`EverythingOptions` fields.
+        Returns an :class:`~ovsam_core.automatic.AutoResult` (masks as COCO RLE, original pixels).
+        """
+        from .automatic import EverythingOptions, segment_everything
+
+        opts = _options(options, option_kw, EverythingOptions)
+        return segment_everything(self, image, vocabulary, options=opts, mode=mode)
+
+    def find(self, image, queries: Union[str, Sequence[str]], background: Optional[VocabSource] = None, *,
+             options: Optional["EverythingOptions"] = None, mode: Optional[str] = None,
+             **option_kw) -> "AutoResult":
+        """Every instance of the ``queries`` on ``image``; the queries compete with ``background``
+        (default: the model's vocabulary). Each object's ``query`` says which it matched."""
+        from .automatic import EverythingOptions, find
+
+        opts = _options(options, option_kw, EverythingOptions)
+        return find(self, image, [queries] if isinstance(queries, str) else list(queries), background,
+                    options=opts, mode=mode)
 
     def _class_context(self, clf: TextClassifier, mode: str) -> _ClassContext:
         """Per-vocabulary data of a predict call: packed prototypes, names, fusion masks."""

@@ -70,18 +70,51 @@ def prediction_to_json(pred: Prediction, image_path: Optional[str] = None) -> Di
             "objects": [object_to_json(o) for o in pred.objects]}
 
 
+def auto_object_to_json(o) -> Dict[str, Any]:
+    """An :class:`~ovsam_core.automatic.AutoObject` in the prompt-mode object schema, plus the
+    grid ``point`` that produced it (also given as its ``prompt``), ``query`` (find mode) and
+    ``crop_box``."""
+    return {
+        "prompt": {"points": [[round(o.point[0], 3), round(o.point[1], 3), 1]]},
+        "point": [round(o.point[0], 3), round(o.point[1], 3)],
+        "query": o.query,
+        "label": o.label,
+        "score": _num(o.score),
+        "top_k": [{"label": lab, "score": _num(s)} for lab, s in o.top_k],
+        "bbox_xyxy": list(o.bbox_xyxy),
+        "area": o.area,
+        "quality": {k: _num(v) for k, v in o.quality.items()},
+        "label_path": list(o.label_path),
+        "crop_box": list(o.crop_box),
+        "mask": dict(o.rle),
+    }
+
+
+def auto_result_to_json(res, image_path: Optional[str] = None) -> Dict[str, Any]:
+    """An :class:`~ovsam_core.automatic.AutoResult` as ``ovsam-prediction-v1`` JSON, with an
+    ``"auto"`` block: ``{"task": "everything" | "find", "settings": {...}}``; objects best first."""
+    h, w = res.image_size
+    task = "find" if "queries" in res.settings else "everything"
+    return {"format": FORMAT, "image": {"path": image_path, "width": w, "height": h},
+            "model": res.model, "mode": res.mode, "vocabulary": res.vocabulary,
+            "auto": {"task": task, "settings": dict(res.settings)},
+            "objects": [auto_object_to_json(o) for o in res.objects]}
+
+
 _COLORS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40)]
 
 
 def render_overlay(rgb: np.ndarray, objects: Sequence[ObjectPrediction], alpha: float = 0.45):
-    """A PIL image: each mask tinted, its tight box, the prompt, and ``label (score)``."""
+    """A PIL image: each mask tinted, its tight box, the prompt (or the grid point of a
+    prompt-free object), and ``label (score)``."""
     from PIL import Image, ImageDraw, ImageFont
 
     base = rgb.astype(np.float32).copy()
     for i, o in enumerate(objects):
         c = np.array(_COLORS[i % len(_COLORS)], np.float32)
-        base[o.mask] = base[o.mask] * (1 - alpha) + c * alpha
+        m = o.mask
+        base[m] = base[m] * (1 - alpha) + c * alpha
     img = Image.fromarray(base.clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
     size = max(12, min(img.size) // 40)
@@ -94,24 +127,34 @@ def render_overlay(rgb: np.ndarray, objects: Sequence[ObjectPrediction], alpha: 
         c = _COLORS[i % len(_COLORS)]
         if o.area:
             draw.rectangle(o.bbox_xyxy, outline=c, width=width)
-        if o.prompt.box is not None:
-            draw.rectangle(o.prompt.box, outline=(255, 255, 255), width=1)
+        # prompt-free objects (segment everything / find) show the grid point that found them
+        box, points, labels = _prompt_marks(o)
+        if box is not None:
+            draw.rectangle(box, outline=(255, 255, 255), width=1)
         r = max(3, size // 3)
-        for (x, y), lab in zip(o.prompt.points, o.prompt.labels):
+        for (x, y), lab in zip(points, labels):
             draw.ellipse((x - r, y - r, x + r, y + r), fill=(0, 200, 0) if lab else (220, 0, 0),
                          outline=(255, 255, 255))
         text = f"{o.label} ({o.score:.2f})"
         # Anchor the label at the prompt (a box corner or the first point): masks may overlap.
-        if o.prompt.box is not None:
-            x0, y0 = o.prompt.box[0], o.prompt.box[1]
+        if box is not None:
+            x0, y0 = box[0], box[1]
         else:
-            x0, y0 = o.prompt.points[o.prompt.labels.index(1) if 1 in o.prompt.labels else 0]
+            x0, y0 = points[labels.index(1) if 1 in labels else 0]
         tb = draw.textbbox((x0, y0), text, font=font)
         ty = y0 - (tb[3] - tb[1]) - 4 if y0 - (tb[3] - tb[1]) - 4 >= 0 else y0
         tb = draw.textbbox((x0, ty), text, font=font)
         draw.rectangle((tb[0] - 2, tb[1] - 2, tb[2] + 2, tb[3] + 2), fill=c)
         draw.text((x0, ty), text, fill=(0, 0, 0) if sum(c) > 380 else (255, 255, 255), font=font)
     return img
+
+
+def _prompt_marks(o):
+    """(box or None, points, labels) to draw for an object: its prompt, or its grid point."""
+    prompt = getattr(o, "prompt", None)
+    if prompt is not None:
+        return prompt.box, list(prompt.points), list(prompt.labels)
+    return None, [tuple(o.point)], [1]
 
 
 def save_overlay(rgb: np.ndarray, objects: Sequence[ObjectPrediction], path) -> Path:

@@ -123,12 +123,44 @@ def _files_id(paths) -> str:
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
 
 
+def packaged_weights_path(spec: ModelSpec) -> Optional[Path]:
+    """The weight file shipped inside the package for ``spec`` (None when it ships none).
+
+    Its sha256 is checked against the registry's ``packaged_sha256``: a damaged install
+    raises :class:`CheckpointError` saying to reinstall.
+    """
+    if not spec.packaged:
+        return None
+    from importlib import resources
+
+    path = Path(str(resources.files("ovsam_core.weights").joinpath("data", spec.packaged)))
+    if not path.is_file():
+        raise CheckpointError(f"the packaged weights of {spec.name!r} are missing ({path}); reinstall ovsam")
+    if spec.packaged_sha256:
+        from .hub import sha256_file
+
+        got = sha256_file(path)
+        if got != spec.packaged_sha256:
+            raise CheckpointError(f"the packaged weights of {spec.name!r} ({path}) have sha256 {got[:12]}…, "
+                                  f"expected {spec.packaged_sha256[:12]}…; reinstall ovsam")
+    return path
+
+
+def model_card(spec: ModelSpec) -> str:
+    """The model card shipped with ``spec`` (markdown), or a one-line note when it has none."""
+    if not spec.card:
+        return f"{spec.name}: no model card; {spec.description}"
+    from importlib import resources
+
+    return resources.files("ovsam_core.weights").joinpath("data", spec.card).read_text("utf-8")
+
+
 def _fused_path(spec: ModelSpec, weights: Optional[PathLike], weights_dir: Optional[PathLike]) -> Optional[Path]:
     if weights is not None:
         return Path(weights)
     if weights_dir is not None and (Path(weights_dir) / f"{spec.name}.safetensors").is_file():
         return Path(weights_dir) / f"{spec.name}.safetensors"
-    return None
+    return packaged_weights_path(spec)
 
 
 def _read_fused(path: Path, spec: ModelSpec, targets: Optional[Iterable[str]] = None) -> MappedWeights:

@@ -19,6 +19,8 @@ LICENSE_SAM = "Apache-2.0 (Meta segment-anything)"
 LICENSE_CLIP = ("OpenAI CLIP model weights, released under the terms published by OpenAI "
                 "(https://github.com/openai/CLIP; code MIT)")
 LICENSE_NONE = "test weights (random init), no restrictions"
+LICENSE_OVSAM_OWN = ("Apache-2.0 (trained by ovsam's own pipeline on its synthetic shapes; no third-party "
+                     "weights or data)")
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,13 @@ class ModelSpec:
     mode: str = "head"                # default recognition mode: "head" (demo) or "fused" (eval)
     vocabulary: str = "lvis"          # vocabulary the classifier file / base split refers to
     extra: Dict[str, str] = field(default_factory=dict)
+    #: weights shipped inside the package (``ovsam_core/weights/data/<packaged>``, a fused
+    #: safetensors file): loaded with no download, checked against ``packaged_sha256``.
+    packaged: Optional[str] = None
+    packaged_sha256: Optional[str] = None
+    packaged_license: str = ""
+    #: a model card shipped beside the packaged weights (markdown), shown by ``ovsam models``.
+    card: Optional[str] = None
 
     @property
     def arch_config(self) -> ArchConfig:
@@ -96,7 +105,10 @@ class ModelSpec:
 
     @property
     def licenses(self) -> Dict[str, str]:
-        return {f.role: f.license for f in self.files}
+        out = {f.role: f.license for f in self.files}
+        if self.packaged:
+            out["packaged"] = self.packaged_license
+        return out
 
 
 # --------------------------------------------------------------------------- upstream files
@@ -229,4 +241,17 @@ register_model(ModelSpec(
     name="ovsam-test", arch="test",
     description="Tiny random-init architecture for tests (no download; weights are seeded).",
     files=(), mode="head", vocabulary="coco",
+))
+
+# A small model trained by our own pipeline on synthetic shapes: shipped in the package.
+register_model(ModelSpec(
+    name="ovsam-shapes", arch="shapes",
+    description="Demo model trained by `ovsam train clip2sam configs/demo_shapes.yaml` on `ovsam synth` "
+                "scenes: knows ONLY the 8 synthetic shapes (red circle, green square, ...). Shipped, "
+                "no download.",
+    files=(), mode="head", vocabulary="shapes",
+    packaged="ovsam-shapes.safetensors",
+    packaged_sha256="6d94562af9c1b534b0dbd788cfa538fa1077791d27518cc829042111bcaba65b",  # the shipped file (model card)
+    packaged_license=LICENSE_OVSAM_OWN,
+    card="ovsam-shapes.md",
 ))
