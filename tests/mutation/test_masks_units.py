@@ -178,3 +178,7 @@ def test_crop_to_rle_in_several_column_strips():
     assert empty == {"size": [3, 4], "counts": mask_utils.encode(np.zeros((3, 4), np.uint8, order="F"))["counts"].decode()}
     fullm = crop_to_rle(np.ones((3, 4), bool), 0, 0, 3, 4)
     assert fullm["counts"] == mask_utils.encode(np.ones((3, 4), np.uint8, order="F"))["counts"].decode()
+
+
+def test_mask_to_polygons_of_an_empty_mask():
+    assert mask_to_polygons(np.zeros((3, 4), bool)) == MaskPolygons((), 0, 0, 0)
