@@ -1,8 +1,7 @@
 """The backend: Label Studio JSON in, :class:`ovsam_core.Predictor` calls, Label Studio JSON out.
 
-Web-framework free (the Flask app in :mod:`.app` only routes requests here), so it can be tested
-and reused directly. One :class:`Backend` per process; the model is loaded lazily on first use
-(or in the background with ``warmup``) and all model calls are serialised by a lock.
+Web-framework free (:mod:`.app` routes requests here). One :class:`Backend` per process; the model
+loads on first use (or in the background, ``warmup``); model calls are serialised by a lock.
 """
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ from ovsam_core import (ImageError, ImageTooLargeError, LoadedImage, PromptError
                         __version__, blend_probabilities, load_image_limited, region_descriptor)
 
 from . import outputs
+from .choice import choose_label
 from .errors import BackendError, Metrics, _rss_bytes, project_key  # noqa: F401 - BackendError, project_key re-exported
 from .fetch import ImageFetchError, ImageFetcher
 from .learning import LearningMixin
@@ -345,13 +345,14 @@ class Backend(LearningMixin):
             polys = cover = None
             for c in controls:
                 names = [lab.name for lab in labels_by_control[c.name]]
-                choice = self._choose(names, mapper, p_text, sims, p.label if interactive else None)
+                choice = choose_label(names, mapper, p_text, sims, p.label if interactive else None, top_k=self.s.top_k,
+                                      label_source=self.s.label_source, prototype_weight=self.s.prototype_weight)
                 if choice is None:
                     log.info("task %s: no evidence for any label of %r (add predicted_values to its <Label>s, "
                              "or annotate a few objects)", task.get("id"), c.name)
                     continue
                 label, score, top = choice
-                meta = self._meta(top, o, bool(self.s.vocab))
+                meta = outputs.region_meta(top, o.top_k if self.s.vocab else None)
                 if c.kind == "brush":
                     regions.append(outputs.region(c, outputs.brush_value(o.mask), label, w, h, score, meta))
                 elif c.kind == "polygon":
@@ -373,47 +374,9 @@ class Backend(LearningMixin):
         self.metrics.add("regions", len(regions))
         return regions, scores
 
-    def _choose(self, names: Sequence[str], mapper: LabelMapper, p_text: np.ndarray, sims: Mapping[str, float],
-                smart_label: Optional[str]) -> Optional[Tuple[str, float, List[Tuple[str, float]]]]:
-        """(label, score, top-k) among ``names`` of one control."""
-        idx = [mapper.index[n] for n in names if n in mapper.index]
-        names = [mapper.labels[i].name for i in idx]
-        if not names:
-            return None
-        p_all = np.array([p_text[i] for i in idx], np.float64)
-        # candidates: labels with text evidence (a vocabulary class maps to them) or prototypes
-        keep = [j for j, n in enumerate(names) if p_all[j] > 0 or n in sims]
-        if not keep:
-            if smart_label is not None:
-                lab = mapper.find(smart_label)
-                if lab is not None and lab.name in names:
-                    return lab.name, 1.0, [(lab.name, 1.0)]
-            return None
-        all_names = names
-        names = [names[j] for j in keep]
-        p = p_all[keep]
-        probs = self._blend(p, [sims.get(n) for n in names])
-        order = np.argsort(-probs, kind="stable")
-        top = [(names[i], float(probs[i])) for i in order[: self.s.top_k]]
-        best, score = top[0]
-        if self.s.label_source == "smart" and smart_label is not None:
-            lab = mapper.find(smart_label)
-            if lab is not None and lab.name in all_names:
-                best = lab.name
-                score = float(probs[names.index(best)]) if best in names else 0.0
-        return best, score, top
-
     def _blend(self, p: np.ndarray, sims: Sequence[Optional[float]]) -> np.ndarray:
         """:func:`ovsam_core.blend_probabilities` with the configured prototype weight."""
         return blend_probabilities(p, sims, self.s.prototype_weight)
-
-    @staticmethod
-    def _meta(top: Sequence[Tuple[str, float]], o, vocab_top_k: bool) -> Dict[str, Any]:
-        text = "ovsam: " + ", ".join(f"{n} {s:.2f}" for n, s in top)
-        meta: Dict[str, Any] = {"text": [text], "top_k": [{"label": n, "score": round(s, 6)} for n, s in top]}
-        if vocab_top_k:
-            meta["vocabulary_top_k"] = [{"label": n, "score": round(float(s), 6)} for n, s in o.top_k[:5]]
-        return meta
 
     # ================================================================== metrics
     def metrics_json(self) -> Dict[str, Any]:

@@ -78,3 +78,14 @@ def rectangle_value(box: Tuple[float, float, float, float], width: int, height: 
     x0, y0, x1, y1 = box
     return {"x": _pct(x0, width), "y": _pct(y0, height), "width": _pct(x1 - x0, width),
             "height": _pct(y1 - y0, height), "rotation": 0}
+
+
+def region_meta(top: Sequence[Tuple[str, float]], vocabulary_top_k: Optional[Sequence[Tuple[str, float]]] = None
+                ) -> Dict[str, Any]:
+    """A region's ``meta``: one line of text (shown by the editor), the project-label top-k and,
+    with a preset vocabulary, the raw classes' top-k."""
+    text = "ovsam: " + ", ".join(f"{n} {s:.2f}" for n, s in top)
+    meta: Dict[str, Any] = {"text": [text], "top_k": [{"label": n, "score": round(s, 6)} for n, s in top]}
+    if vocabulary_top_k:
+        meta["vocabulary_top_k"] = [{"label": n, "score": round(float(s), 6)} for n, s in vocabulary_top_k[:5]]
+    return meta

@@ -5,14 +5,13 @@ controller (and the layers in :mod:`.layers`). Model work (loading, embedding, d
 runs in one background thread (:mod:`.jobs`) with a napari progress bar; layers are only touched
 on the Qt main thread.
 
-Layout for small screens: the image and prompt controls come first; the settings (model, large
-images, embeddings, export) are sections that open on a click, all inside a scroll area, so the
-dock fits a 768 px screen; status texts wrap instead of widening the dock.
+Layout for small screens (:mod:`.controls`): image and prompt controls first, closable settings,
+all in a scroll area; status texts wrap.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
@@ -20,50 +19,27 @@ from ._torch_guard import guard_triton
 
 guard_triton()  # before anything imports torch (see _torch_guard)
 
-from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, PushButton,  # noqa: E402
-                              Select, SpinBox)
+from magicgui.widgets import Container  # noqa: E402
 
 from . import layers as L  # noqa: E402
 from .controller import NEGATIVE, POSITIVE, Controller, PromptSet, Settings, prompts_from_layers, source_from_layers  # noqa: E402
+from .controls import DEFAULT_VOCAB, VOCABS, SectionsMixin  # noqa: E402
 from .jobs import Jobs  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
 POINTS, BOXES, PREVIEW, OBJECTS, REGION = L.POINTS, L.BOXES, L.PREVIEW, L.OBJECTS, L.REGION
-DEFAULT_VOCAB = "model default"
-VOCABS = (DEFAULT_VOCAB, "coco", "lvis", "imagenet21k", "custom list", "file")
-INTENSITY_CHOICES = (("contrast limits", "contrast"), ("auto (as ovsam embed)", "auto"))
 #: Keys bound on the ovsam prompt layers only (free in napari's Points/Shapes/viewer keymaps).
 KEYS = {"c": "commit", "u": "undo last commit", "Shift-C": "clear prompts", "n": "toggle negative points",
         "k": "next top-k class"}
 
 
-def _model_choices() -> List[str]:
-    from ovsam_core import list_models
-
-    return list(list_models())
-
-
-def _wrapping(label: Label) -> Label:
-    """A label whose long text wraps inside the dock instead of widening it."""
-    from qtpy.QtWidgets import QSizePolicy
-
-    label.native.setWordWrap(True)
-    label.native.setMinimumWidth(0)
-    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-    return label
-
-
-class OVSAMWidget(Container):
+class OVSAMWidget(SectionsMixin, Container):
     """Point and box prompts -> mask + class name (from a large vocabulary) -> Labels layer.
 
-    Layers made by **Start**: ``ovsam points`` (positive/negative points, feature ``label``),
-    ``ovsam boxes`` (rectangles), ``ovsam preview`` (the current mask), ``ovsam region`` (the
-    part of a large image that is embedded) and ``ovsam objects`` (committed objects; their
-    class, score and top-k are in the layer's ``features``). Keys on the prompt layers: ``c``
-    commit, ``u`` undo, ``Shift-C`` clear prompts, ``n`` toggle negative points, ``k`` next
-    top-k class.
+    **Start** makes the layers of :mod:`.layers` (committed objects' class, score and top-k in
+    the ``ovsam objects`` layer's ``features``); keys on the prompt layers: :data:`KEYS`.
     """
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer") -> None:
@@ -85,99 +61,6 @@ class OVSAMWidget(Container):
         self._apply_settings()
 
     # ------------------------------------------------------------------ controls
-    def _make_controls(self) -> list:
-        """Sections of (title, open?, widgets); each control is also an attribute of the widget."""
-        models = _model_choices()
-        return [
-            ("Image", True, [
-                Select(name="image_layers", label="image layer(s)", choices=self._image_choices,
-                       tooltip="one grey or RGB layer, or 2-3 grey layers shown as R, G, B"),
-                PushButton(name="start_button", text="Start (make prompt layers)")]),
-            ("Prompt  (keys on the prompt layers: c, u, n, k, Shift-C)", True, [
-                CheckBox(name="negative", label="negative points (n)", value=False),
-                _wrapping(Label(name="result", value="no object yet")),
-                ComboBox(name="class_choice", label="class (top-k)", choices=[]),
-                LineEdit(name="class_text", label="or type a class", value=""),
-                Container(name="prompt_buttons", label=" ", layout="horizontal", labels=False, widgets=[
-                    PushButton(name="commit_button", text="Commit (c)"),
-                    PushButton(name="undo_button", text="Undo (u)"),
-                    PushButton(name="clear_button", text="Clear (Shift-C)")]),
-                _wrapping(Label(name="status", value=""))]),
-            ("Model and vocabulary", False, [
-                ComboBox(name="model", label="model", choices=models,
-                         value="ovsam-lvis" if "ovsam-lvis" in models else models[0]),
-                ComboBox(name="device", label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto"),
-                ComboBox(name="precision", label="precision", choices=["fp32", "bf16", "fp16"], value="fp32"),
-                ComboBox(name="vocabulary", label="vocabulary", choices=list(VOCABS), value=DEFAULT_VOCAB),
-                LineEdit(name="vocab_list", label="classes", value="",
-                         tooltip="class names separated by commas, synonyms joined by |, e.g. nucleus, mitochondrion|mito"),
-                FileEdit(name="vocab_file", label="vocab file", mode="r", filter="*.txt *.json *.yaml *.yml"),
-                ComboBox(name="recognition", label="recognition", choices=["model default", "head", "fused"],
-                         value="model default"),
-                SpinBox(name="top_k", label="top-k", value=5, min=1, max=20)]),
-            ("Large images", False, [
-                ComboBox(name="region", label="region", choices=["auto", "whole", "roi"], value="auto",
-                         tooltip="auto: the whole plane up to 2048 px a side, else a region of interest "
-                                 "around the prompt"),
-                SpinBox(name="roi_size", label="ROI size", value=1024, min=256, max=8192, step=128),
-                ComboBox(name="intensity", label="intensity", choices=list(INTENSITY_CHOICES), value="contrast"),
-                CheckBox(name="paint_over", label="paint over committed objects", value=False)]),
-            ("Embeddings", False, [
-                FileEdit(name="embeddings_dir", label="folder", mode="d",
-                         tooltip="embeddings written by `ovsam embed --out DIR`; new ones are saved there"),
-                FileEdit(name="embedding_file", label="file", mode="w", filter="*.safetensors"),
-                Container(name="emb_buttons", label=" ", layout="horizontal", labels=False, widgets=[
-                    PushButton(name="embed_now", text="Embed now"),
-                    PushButton(name="save_embedding", text="Save"),
-                    PushButton(name="load_embedding", text="Load")])]),
-            ("Export", False, [
-                FileEdit(name="export_dir", label="folder", mode="d"),
-                PushButton(name="export_button", text="Export labels + CSV + COCO")]),
-        ]
-
-    def _build(self, sections) -> None:
-        for title, is_open, widgets in sections:
-            body = Container(widgets=widgets, labels=True)
-            head = PushButton(text=title)
-            head.native.setCheckable(True)
-            head.native.setStyleSheet("text-align: left; font-weight: bold")
-            head.native.toggled.connect(lambda on, b=body, h=head, t=title: self._open(b, h, t, on))
-            self._body.extend([head, body])
-            self._sections[title.split("  ")[0]] = head
-            head.native.setChecked(is_open)
-            self._open(body, head, title, is_open)
-            for w in widgets:
-                object.__setattr__(self, w.name, w)
-                if isinstance(w, Container):
-                    for inner in w:
-                        object.__setattr__(self, inner.name, inner)
-        self.image_layers.native.setMaximumHeight(90)
-
-    def _scroll_body(self) -> None:
-        """The sections in a vertical scroll area: the dock can be shorter than its contents."""
-        from qtpy.QtCore import Qt
-        from qtpy.QtWidgets import QAbstractScrollArea, QFrame, QScrollArea
-
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
-        scroll.setWidget(self._body.native)
-        scroll.setMinimumWidth(self._body.native.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
-        scroll.setMinimumHeight(min(300, self._body.native.minimumSizeHint().height()))  # prompts stay in view
-        self.native.layout().setContentsMargins(0, 0, 0, 0)
-        self.native.layout().addWidget(scroll)
-
-    @staticmethod
-    def _open(body, head, title: str, on: bool) -> None:
-        body.visible = on
-        head.text = ("\u25be " if on else "\u25b8 ") + title
-
-    def open_section(self, name: str, is_open: bool = True) -> None:
-        """Open (or close) a settings section by its title's first words, e.g. ``"Export"``."""
-        self._sections[name].native.setChecked(is_open)
-
     def _connect(self) -> None:
         for name in ("model", "device", "precision", "vocabulary", "vocab_list", "vocab_file", "recognition",
                      "top_k", "region", "roi_size", "intensity", "paint_over", "embeddings_dir"):

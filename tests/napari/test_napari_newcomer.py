@@ -124,7 +124,7 @@ def test_mistyped_vocabulary_file_is_an_error(make_napari_viewer):
         w.set_options(model="ovsam-test", vocabulary="/nonexistent/my_vocab.txt")
 
 
-def test_main_readme_command_gives_a_named_mask(monkeypatch, qtbot):
+def test_main_readme_command_gives_a_named_mask(monkeypatch, make_napari_viewer):
     """The main README's napari command, run as written from the repository folder (only the
     model is swapped for the tiny ``ovsam-test``): a click gives a mask and a name, ``c`` commits it."""
     import re
@@ -143,17 +143,16 @@ def test_main_readme_command_gives_a_named_mask(monkeypatch, qtbot):
     argv[argv.index("--model") + 1] = "ovsam-test"
     monkeypatch.chdir(repo)
     monkeypatch.setattr(napari, "run", lambda *a, **k: None)
+    made = []
+    monkeypatch.setattr(napari, "Viewer", lambda **kw: made.append(make_napari_viewer(**kw)) or made[-1])
     assert main(argv + ["--device", "cpu"]) == 0
-    viewer = napari.current_viewer()
-    try:
-        w = viewer.window.dock_widgets[f"{WIDGET} (ovsam)"]
-        pts = viewer.layers["ovsam points"]
-        assert [layer.name for layer in viewer.layers][-1] == "ovsam points"
-        pts.add([151, 130])  # the red disc of examples/shapes.png (row, col)
-        w.wait()
-        pv = w.controller.preview
-        assert pv is not None and pv.area > 0 and pv.label and re.match(re.escape(pv.label), w.result.value)
-        pts.keymap[KeyBinding.from_str("c")](pts)
-        assert list(viewer.layers["ovsam objects"].features["class_name"]) == [pv.label]
-    finally:
-        viewer.close()
+    (viewer,) = made
+    w = viewer.window.dock_widgets[f"{WIDGET} (ovsam)"]
+    pts = viewer.layers["ovsam points"]
+    assert [layer.name for layer in viewer.layers][-1] == "ovsam points"
+    pts.add([151, 130])  # the red disc of examples/shapes.png (row, col)
+    w.wait()
+    pv = w.controller.preview
+    assert pv is not None and pv.area > 0 and pv.label and re.match(re.escape(pv.label), w.result.value)
+    pts.keymap[KeyBinding.from_str("c")](pts)
+    assert list(viewer.layers["ovsam objects"].features["class_name"]) == [pv.label]
