@@ -18,7 +18,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from contextlib import contextmanager
+from typing import Dict, Iterator, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[2]
 LS_VENV = Path(os.environ.get("OVSAM_LS_VENV", REPO / ".venv-label-studio"))
@@ -150,6 +151,25 @@ def start_backend(workdir: Path, env_extra: Dict[str, str], args=(), timeout: fl
         stop(proc)
         raise RuntimeError(f"backend did not start; log tail:\n{log_path.read_text(errors='replace')[-3000:]}")
     return BackendProcess(url, proc, log_path)
+
+
+@contextmanager
+def label_studio_with_backend(workdir: Path, images: Dict[str, bytes]) -> Iterator[Tuple[LabelStudio, BackendProcess]]:
+    """A Label Studio server with ``images`` (relative path -> bytes) under its local-files root,
+    and ``ovsam label-studio serve`` (tiny model, CPU) connected to it; both stopped at the end."""
+    ls = start_label_studio(workdir)
+    be = None
+    try:
+        for rel, data in images.items():
+            (ls.files_root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (ls.files_root / rel).write_bytes(data)
+        be = start_backend(workdir, {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token,
+                                     "MODEL_DIR": str(workdir / "model")},
+                           ["--model", "ovsam-test", "--device", "cpu", "--log-level", "info"])
+        yield ls, be
+    finally:
+        stop(be.proc if be else None)
+        stop(ls.proc)
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use

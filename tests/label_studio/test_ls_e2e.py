@@ -13,7 +13,6 @@ from __future__ import annotations
 from ls_fixtures import *  # noqa: F401,F403 - fixtures (and the skip without the label-studio extra)
 
 import json
-import shutil
 import time
 import urllib.request
 import warnings
@@ -26,7 +25,7 @@ from ovsam_plugins.label_studio.outputs import brush_rle_to_mask
 from ovsam_plugins.label_studio.regions import polygon_mask
 
 from ls_helpers import LABELS, SHAPES, config_xml
-from ls_server import ls_available, start_backend, start_label_studio, stop
+from ls_server import label_studio_with_backend, ls_available
 
 with warnings.catch_warnings():  # registered in pyproject's markers; silence until it is
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
@@ -43,19 +42,8 @@ CONFIG = config_xml(outputs=("brush", "polygon")).replace(' ovsam_skip="true"', 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("ls-e2e")
-    ls = start_label_studio(wd)
-    be = None
-    try:
-        (ls.files_root / "imgs").mkdir()
-        shutil.copy(SHAPES, ls.files_root / "imgs" / "shapes.png")
-        be = start_backend(wd, {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token,
-                                "MODEL_DIR": str(wd / "model")},
-                           ["--model", "ovsam-test", "--device", "cpu", "--log-level", "info"])
-        yield ls, be
-    finally:
-        stop(be.proc if be else None)
-        stop(ls.proc)
+    with label_studio_with_backend(tmp_path_factory.mktemp("ls-e2e"), {"imgs/shapes.png": SHAPES.read_bytes()}) as both:
+        yield both
 
 
 def backend_metrics(be):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from ls_helpers import SHAPES, config_xml, keypoint, ls_task, predict_body
-from ls_server import ls_available, start_backend, start_label_studio, stop
+from ls_server import label_studio_with_backend, ls_available, start_backend, stop
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
@@ -129,20 +129,9 @@ def test_gunicorn_master_does_not_load_torch(tmp_path):
 def servers(tmp_path_factory):
     if not ls_available():
         pytest.skip("no Label Studio server venv: run .ci/setup-label-studio.sh")
-    wd = tmp_path_factory.mktemp("ls-newcomer")
-    ls = start_label_studio(wd)
-    be = None
-    try:
-        (ls.files_root / "imgs").mkdir()
-        shutil.copy(SHAPES, ls.files_root / "imgs" / "shapes.png")
-        (ls.files_root / "imgs" / "huge.png").write_bytes(png_header(50000, 50000))
-        be = start_backend(wd, {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token,
-                                "MODEL_DIR": str(wd / "model")},
-                           ["--model", "ovsam-test", "--device", "cpu", "--log-level", "info"])
-        yield ls, be
-    finally:
-        stop(be.proc if be else None)
-        stop(ls.proc)
+    images = {"imgs/shapes.png": SHAPES.read_bytes(), "imgs/huge.png": png_header(50000, 50000)}
+    with label_studio_with_backend(tmp_path_factory.mktemp("ls-newcomer"), images) as both:
+        yield both
 
 
 @LABEL_STUDIO_SERVER
