@@ -24,8 +24,8 @@ Encoder precisions (the ``dtype`` of :class:`~ovsam_core.Predictor` and ``--dtyp
   in the ovsam cache folder) finds it >= 1.3x faster than fp32, else ``fp32``.
 * Otherwise ``fp32``.
 
-Small models (the tiny test architectures) always use PyTorch: compiling them would cost more
-than it saves. Nothing here ever fails for a missing optional package: ``auto`` then uses the
+Small models (the tiny test architectures, image size < 512) always use PyTorch fp32:
+compiling them would cost more than it saves. Nothing here ever fails for a missing optional package: ``auto`` then uses the
 best PyTorch path.
 """
 from __future__ import annotations
@@ -160,18 +160,18 @@ def resolve_precision(requested: str, device: torch.device, image_size: int = 10
     if device.type != "cpu":
         return PrecisionChoice("fp32", f"{device.type} device")
     info = cpu_info()
+    if image_size < ACCELERATE_MIN_IMAGE_SIZE:
+        return PrecisionChoice("fp32", f"{info.describe()}: small model (the fp32 reference is fast enough)")
     if info.amx:
         return PrecisionChoice("bf16", f"{info.describe()}: native bf16 (AMX)")
-    if image_size >= ACCELERATE_MIN_IMAGE_SIZE:
-        from .openvino_encoder import openvino_available
+    from .openvino_encoder import openvino_available
 
-        if openvino_available():
-            return PrecisionChoice("ov-fp32", f"{info.describe()}: OpenVINO installed")
-    if info.avx512_bf16 and image_size >= ACCELERATE_MIN_IMAGE_SIZE:
+    if openvino_available():
+        return PrecisionChoice("ov-fp32", f"{info.describe()}: OpenVINO installed")
+    if info.avx512_bf16:
         s = bf16_speedup()
         if s >= BF16_MIN_SPEEDUP:
             return PrecisionChoice("bf16", f"{info.describe()}: bf16 measured {s:.2f}x faster than fp32")
         return PrecisionChoice("fp32", f"{info.describe()}: bf16 measured only {s:.2f}x fp32")
-    return PrecisionChoice("fp32", f"{info.describe()}: "
-                           + ("small model" if image_size < ACCELERATE_MIN_IMAGE_SIZE else
-                              "no fast bf16, OpenVINO not installed (pip install 'ovsam[openvino]')"))
+    return PrecisionChoice("fp32", f"{info.describe()}: no fast bf16, OpenVINO not installed "
+                                   "(pip install 'ovsam[openvino]')")
