@@ -128,8 +128,10 @@ def test_vocabulary_sources_and_hierarchy(tmp_path):
             vocabulary_from_file(tmp_path / "b.json")
     with pytest.raises(VocabularyError, match="appears twice"):
         load_vocabulary(["cat", "Cat"])
+    with pytest.raises(VocabularyError, match="vocabulary file not found: no-such-vocab.txt"):
+        load_vocabulary("no-such-vocab.txt")      # looks like a path: a missing file, never a class name
     with pytest.raises(VocabularyError, match="neither a preset"):
-        load_vocabulary("no-such-vocab.txt")
+        load_vocabulary("nosuchvocab")
     with pytest.raises(VocabularyError, match="empty"):
         load_vocabulary([])
 
