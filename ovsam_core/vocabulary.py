@@ -143,7 +143,8 @@ def load_vocabulary(source: VocabSource) -> Vocabulary:
         if Path(s).expanduser().exists():
             return vocabulary_from_file(Path(s).expanduser())
         if looks_like_path(s):
-            raise VocabularyError(f"vocabulary file not found: {s} (no such file; check the path)")
+            raise VocabularyError(f"vocabulary file not found: {s} (neither a preset "
+                                  f"({', '.join(sorted(VOCABULARIES))}) nor an existing file; check the path)")
         raise VocabularyError(f"vocabulary {s!r} is neither a preset ({', '.join(sorted(VOCABULARIES))}) "
                               "nor an existing file")
     return vocabulary_from_list(list(source))
