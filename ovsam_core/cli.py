@@ -151,12 +151,9 @@ def _channels(text: Optional[str]) -> Optional[List[int]]:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import json as _json
-
-    from .images import load_image
-    from .results import prediction_to_json, save_overlay
-
     from .cli_auto import predict_auto, wants_auto
+    from .images import load_image
+    from .results import prediction_to_json
 
     if wants_auto(args):
         img = load_image(args.image, channels=_channels(args.channels))
@@ -164,16 +161,26 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     prompts = parse_prompts(args)
     img = load_image(args.image, channels=_channels(args.channels))
     pred = _predictor(args, args.quiet).predict(img, prompts, args.vocab, top_k=args.top_k, mode=args.mode)
-    doc = prediction_to_json(pred, str(args.image))
+    write_outputs(args, prediction_to_json(pred, str(args.image)), img.rgb, pred.objects,
+                  lambda o: f"{o.label} ({o.score:.3f})  bbox {list(o.bbox_xyxy)}  area {o.area}")
+    return 0
+
+
+def write_outputs(args: argparse.Namespace, doc, rgb, objects, describe) -> None:
+    """Write ``--out`` (JSON) and ``--overlay`` (PNG); unless ``-q``, one line per object
+    (``describe(obj)``) and where the files went."""
+    import json as _json
+
+    from .results import save_overlay
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(_json.dumps(doc, indent=1))
     if args.overlay:
-        save_overlay(img.rgb, pred.objects, args.overlay)
+        save_overlay(rgb, objects, args.overlay)
     if not args.quiet:
-        for i, o in enumerate(pred.objects):
-            print(f"#{i}: {o.label} ({o.score:.3f})  bbox {list(o.bbox_xyxy)}  area {o.area}")
-        print(f"wrote {args.out}" + (f" and {args.overlay}" if args.overlay else ""))
-    return 0
+        for i, o in enumerate(objects):
+            print(f"#{i}: {describe(o)}")
+        print(f"{len(objects)} objects; wrote {args.out}" + (f" and {args.overlay}" if args.overlay else ""))
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:

@@ -70,22 +70,19 @@ def run_auto(predictor, image, args: argparse.Namespace, opts=None):
 # --------------------------------------------------------------------------- predict
 def predict_auto(args: argparse.Namespace, predictor, img) -> int:
     """``ovsam predict IMG --everything | --find ...``: JSON (+ overlay) of every object found."""
-    from .results import auto_result_to_json, save_overlay
+    from .cli import write_outputs
+    from .results import auto_result_to_json
 
     if getattr(args, "prompts", None):
         raise ValueError("--everything/--find take no --box/--point prompts; use one or the other")
     res = run_auto(predictor, img, args)
-    doc = auto_result_to_json(res, str(args.image))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1))
-    if args.overlay:
-        save_overlay(img.rgb, res.objects, args.overlay)
-    if not args.quiet:
-        for i, o in enumerate(res.objects):
-            q = f"  [query {o.query!r}]" if o.query else ""
-            print(f"#{i}: {o.label} ({o.score:.3f})  bbox {list(o.bbox_xyxy)}  area {o.area}  "
-                  f"point {[round(v) for v in o.point]}{q}")
-        print(f"{len(res.objects)} objects; wrote {args.out}" + (f" and {args.overlay}" if args.overlay else ""))
+
+    def describe(o) -> str:
+        q = f"  [query {o.query!r}]" if o.query else ""
+        return (f"{o.label} ({o.score:.3f})  bbox {list(o.bbox_xyxy)}  area {o.area}  "
+                f"point {[round(v) for v in o.point]}{q}")
+
+    write_outputs(args, auto_result_to_json(res, str(args.image)), img.rgb, res.objects, describe)
     return 0
 
 
