@@ -139,7 +139,8 @@ def test_load_vocabulary_sources(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     assert load_vocabulary("~/v.txt").names == ("x", "y")
     assert _err(load_vocabulary, str(tmp_path / "missing.txt")) == \
-        f"vocabulary file not found: {tmp_path / 'missing.txt'} (no such file; check the path)"
+        (f"vocabulary file not found: {tmp_path / 'missing.txt'} (neither a preset "
+         "(coco, imagenet21k, lvis, shapes) nor an existing file; check the path)")
     assert _err(load_vocabulary, "zebra") == \
         f"vocabulary 'zebra' is neither a preset ({PRESETS}) nor an existing file"
 
