@@ -49,9 +49,9 @@ def _num(x: float) -> Optional[float]:
     return None if not math.isfinite(x) else round(float(x), 6)
 
 
-def object_to_json(o: ObjectPrediction) -> Dict[str, Any]:
+def _named(o) -> Dict[str, Any]:
+    """The fields every object carries, prompted or not: label, scores, box, area, quality."""
     return {
-        "prompt": o.prompt.to_json(),
         "label": o.label,
         "score": _num(o.score),
         "top_k": [{"label": lab, "score": _num(s)} for lab, s in o.top_k],
@@ -59,45 +59,37 @@ def object_to_json(o: ObjectPrediction) -> Dict[str, Any]:
         "area": o.area,
         "quality": {k: _num(v) for k, v in o.quality.items()},
         "label_path": list(o.label_path),
-        "mask": mask_to_rle(o.mask),
     }
 
 
-def prediction_to_json(pred: Prediction, image_path: Optional[str] = None) -> Dict[str, Any]:
-    h, w = pred.image_size
+def _header(res, image_path: Optional[str]) -> Dict[str, Any]:
+    h, w = res.image_size
     return {"format": FORMAT, "image": {"path": image_path, "width": w, "height": h},
-            "model": pred.model, "mode": pred.mode, "vocabulary": pred.vocabulary,
-            "objects": [object_to_json(o) for o in pred.objects]}
+            "model": res.model, "mode": res.mode, "vocabulary": res.vocabulary}
+
+
+def object_to_json(o: ObjectPrediction) -> Dict[str, Any]:
+    return {"prompt": o.prompt.to_json(), **_named(o), "mask": mask_to_rle(o.mask)}
+
+
+def prediction_to_json(pred: Prediction, image_path: Optional[str] = None) -> Dict[str, Any]:
+    return {**_header(pred, image_path), "objects": [object_to_json(o) for o in pred.objects]}
 
 
 def auto_object_to_json(o) -> Dict[str, Any]:
     """An :class:`~ovsam_core.automatic.AutoObject` in the prompt-mode object schema, plus the
     grid ``point`` that produced it (also given as its ``prompt``), ``query`` (find mode) and
     ``crop_box``."""
-    return {
-        "prompt": {"points": [[round(o.point[0], 3), round(o.point[1], 3), 1]]},
-        "point": [round(o.point[0], 3), round(o.point[1], 3)],
-        "query": o.query,
-        "label": o.label,
-        "score": _num(o.score),
-        "top_k": [{"label": lab, "score": _num(s)} for lab, s in o.top_k],
-        "bbox_xyxy": list(o.bbox_xyxy),
-        "area": o.area,
-        "quality": {k: _num(v) for k, v in o.quality.items()},
-        "label_path": list(o.label_path),
-        "crop_box": list(o.crop_box),
-        "mask": dict(o.rle),
-    }
+    x, y = round(o.point[0], 3), round(o.point[1], 3)
+    return {"prompt": {"points": [[x, y, 1]]}, "point": [x, y], "query": o.query, **_named(o),
+            "crop_box": list(o.crop_box), "mask": dict(o.rle)}
 
 
 def auto_result_to_json(res, image_path: Optional[str] = None) -> Dict[str, Any]:
     """An :class:`~ovsam_core.automatic.AutoResult` as ``ovsam-prediction-v1`` JSON, with an
     ``"auto"`` block: ``{"task": "everything" | "find", "settings": {...}}``; objects best first."""
-    h, w = res.image_size
     task = "find" if "queries" in res.settings else "everything"
-    return {"format": FORMAT, "image": {"path": image_path, "width": w, "height": h},
-            "model": res.model, "mode": res.mode, "vocabulary": res.vocabulary,
-            "auto": {"task": task, "settings": dict(res.settings)},
+    return {**_header(res, image_path), "auto": {"task": task, "settings": dict(res.settings)},
             "objects": [auto_object_to_json(o) for o in res.objects]}
 
 
