@@ -43,6 +43,10 @@ from .fetch import (ImageTooLargeError, UnsafeSourceError, check_image_pixels, d
 from .tiling import Region, plan_region
 from .labelmap import HostLabel, LabelMapper, normalise
 from .fewshot import PrototypeSet, PrototypeStore, blend_probabilities, region_descriptor
+from .automatic import AutoObject, AutoResult, Cancelled, EverythingOptions
+from .prelabel import (AUTO_MODES, AutoSettings, LabeledObject, PrelabelResult, coco_annotations, instance_image,
+                       label_queries, prelabel)
+from .jobs import BatchReport, Journal, run_batch
 from .masks import (MaskPolygons, crop_iou, crop_to_rle, mask_box, mask_to_polygons, polygon_to_mask,
                     resize_nearest, tight_crop)
 
@@ -67,6 +71,9 @@ __all__ = [
     "Region", "plan_region",
     "HostLabel", "LabelMapper", "normalise", "PrototypeSet", "PrototypeStore", "blend_probabilities",
     "region_descriptor",
+    "AutoObject", "AutoResult", "Cancelled", "EverythingOptions",
+    "AUTO_MODES", "AutoSettings", "LabeledObject", "PrelabelResult", "coco_annotations", "instance_image",
+    "label_queries", "prelabel", "BatchReport", "Journal", "run_batch",
     "MaskPolygons", "crop_iou", "crop_to_rle", "mask_box", "mask_to_polygons", "polygon_to_mask",
     "resize_nearest", "tight_crop",
 ]

@@ -41,7 +41,7 @@ Coordinates in and out are original-image pixels (x right, y down).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -213,9 +213,20 @@ def _crop_boxes(hw: Tuple[int, int], opts: EverythingOptions) -> List[Tuple[List
     return [(list(map(int, b)), int(l)) for b, l in zip(boxes, layers)]
 
 
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: prompts decoded so far out of all grid prompts of the call. It may
+raise (e.g. :class:`Cancelled`) to stop the call between two batches."""
+
+
+class Cancelled(Exception):
+    """Raised by a progress callback to stop a prompt-free call; nothing is returned."""
+
+
 def _decode_crop(predictor: "Predictor", emb: "ImageEmbedding", grid: np.ndarray, clf, ctx, mode: str,
-                 opts: EverythingOptions, offset: Tuple[int, int]) -> Dict[str, torch.Tensor]:
-    """Decode the grid on one crop's embedding and keep what passes the low-res filters."""
+                 opts: EverythingOptions, offset: Tuple[int, int],
+                 tick: Callable[[int], None] = lambda n: None) -> Dict[str, torch.Tensor]:
+    """Decode the grid on one crop's embedding and keep what passes the low-res filters;
+    ``tick(n)`` after each batch of ``n`` prompts."""
     from segment_anything.utils.amg import calculate_stability_score
 
     net, frame, dev = predictor.loaded.model, emb.frame, predictor.device
@@ -226,6 +237,7 @@ def _decode_crop(predictor: "Predictor", emb: "ImageEmbedding", grid: np.ndarray
     emb_dev = emb.to(dev)
     for s in range(0, len(pts), opts.points_per_batch):
         p = pts[s:s + opts.points_per_batch]
+        tick(len(p))
         mp = frame.to_model(p).to(dev)[:, None, :]
         labels = torch.ones(mp.shape[:2], dtype=torch.float32, device=dev)
         with torch.inference_mode():
@@ -287,7 +299,7 @@ def _final_mask(lowres: torch.Tensor, side: int, emb: "ImageEmbedding", crop: Se
 
 def segment_everything(predictor: "Predictor", image, vocabulary: "VocabSource" = None, *,
                        options: Optional[EverythingOptions] = None, mode: Optional[str] = None,
-                       queries: Optional[Sequence[str]] = None) -> AutoResult:
+                       queries: Optional[Sequence[str]] = None, progress: Optional[Progress] = None) -> AutoResult:
     """Every object on ``image`` with its mask and name (see the module doc for the pipeline).
 
     Args:
@@ -300,6 +312,8 @@ def segment_everything(predictor: "Predictor", image, vocabulary: "VocabSource" 
         mode: ``head`` or ``fused`` recognition; default the model's.
         queries: find mode (used by :func:`find`): the first ``len(queries)`` classes of the
             vocabulary are queries; keep only objects whose top-1 class is one of them.
+        progress: ``progress(done, total)`` before each decoded batch of grid prompts; it may
+            raise :class:`Cancelled` (or anything) to stop between batches.
     Returns:
         :class:`AutoResult`, objects sorted by ``rank`` (best first).
     """
@@ -328,14 +342,23 @@ def segment_everything(predictor: "Predictor", image, vocabulary: "VocabSource" 
     grids = build_all_layer_point_grids(opts.points_per_side, opts.crop_n_layers,
                                         opts.crop_n_points_downscale_factor)
     found: List[Dict[str, Any]] = []
-    for crop, layer in _crop_boxes(full_hw, opts):
+    crops = _crop_boxes(full_hw, opts)
+    total = sum(len(grids[layer]) for _, layer in crops)
+    state = {"done": 0}
+
+    def tick(n: int) -> None:
+        if progress is not None:
+            progress(state["done"], total)
+        state["done"] += n
+
+    for crop, layer in crops:
         x0, y0, x1, y1 = crop
         if layer == 0:
             cemb = emb
         else:
             assert img is not None
             cemb = predictor.embed(load_image(np.ascontiguousarray(img.rgb[y0:y1, x0:x1])))
-        c = _decode_crop(predictor, cemb, grids[layer], clf, ctx, mode, opts, (x0, y0))
+        c = _decode_crop(predictor, cemb, grids[layer], clf, ctx, mode, opts, (x0, y0), tick)
         if not c:
             continue
         cls_score = c["probs"].max(dim=1).values
@@ -415,7 +438,8 @@ def find_vocabulary(queries: Sequence[str], background: Sequence[str]) -> List[s
 
 
 def find(predictor: "Predictor", image, queries: Sequence[str], background: "VocabSource" = None, *,
-         options: Optional[EverythingOptions] = None, mode: Optional[str] = None) -> AutoResult:
+         options: Optional[EverythingOptions] = None, mode: Optional[str] = None,
+         progress: Optional[Progress] = None) -> AutoResult:
     """Every instance of the ``queries`` (class names) on ``image``.
 
     The queries compete against ``background`` (a vocabulary; default the model's own, e.g.
@@ -433,5 +457,6 @@ def find(predictor: "Predictor", image, queries: Sequence[str], background: "Voc
     bg_names = list(load_vocabulary(background).names) if not (isinstance(background, (list, tuple))
                                                               and len(background) == 0) else []
     vocab = find_vocabulary(queries, bg_names)
-    res = segment_everything(predictor, image, vocab, options=options, mode=mode, queries=list(queries))
+    res = segment_everything(predictor, image, vocab, options=options, mode=mode, queries=list(queries),
+                             progress=progress)
     return replace(res, vocabulary=f"find:{','.join(vocab[:len(queries)])}")

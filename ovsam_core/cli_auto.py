@@ -19,7 +19,6 @@ import argparse
 import glob
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -121,55 +120,18 @@ def parse_shard(text: Optional[str], env: Dict[str, str] = os.environ) -> Tuple[
     return i, n
 
 
-def repair_journal(path: Path) -> None:
-    """Cut a torn last line (a crash mid-write) so that new records start on a line of their own."""
-    if not path.is_file():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-
-
 def read_journal(path: Path) -> Dict[int, Dict[str, Any]]:
-    """The finished images of a journal by image id; a torn last line (a crash mid-write) is
-    ignored, so that image is done again."""
-    done: Dict[int, Dict[str, Any]] = {}
-    if not path.is_file():
-        return done
-    for line in path.read_text("utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "image_id" in rec:
-            done[int(rec["image_id"])] = rec
-    return done
+    """The finished images of a shard's journal by image id (a torn last line is ignored, so
+    that image is done again)."""
+    from .jobs import Journal
 
-
-def _append(path: Path, rec: Dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(rec) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    return {int(k): v for k, v in Journal(path, key="image_id").records().items()}
 
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, "utf-8")
     os.replace(tmp, path)
-
-
-def coco_annotations(res, image_id: int) -> List[Dict[str, Any]]:
-    """An :class:`~ovsam_core.automatic.AutoResult` -> COCO results entries (RLE, xywh box)."""
-    anns = []
-    for o in res.objects:
-        x0, y0, x1, y1 = o.bbox_xyxy
-        anns.append({"image_id": image_id, "category_id": o.label_index + 1, "segmentation": dict(o.rle),
-                     "bbox": [x0, y0, x1 - x0, y1 - y0], "score": round(float(o.score), 6), "area": o.area,
-                     "point": [round(o.point[0], 2), round(o.point[1], 2)], "label": o.label,
-                     **({"query": o.query} if o.query else {})})
-    return anns
 
 
 def merge_journals(out: Path, parts: Path, n: int, root: Optional[Path],
@@ -197,10 +159,10 @@ def merge_journals(out: Path, parts: Path, n: int, root: Optional[Path],
 
 def cmd_label(args: argparse.Namespace) -> int:
     """``ovsam label``: see the module doc."""
-    from tqdm import tqdm
-
     from .cli import UserError, _predictor
     from .images import ImageError, load_image
+    from .jobs import Journal, run_batch
+    from .prelabel import coco_annotations, from_auto
 
     if not wants_auto(args):
         raise UserError("choose what to label: --everything, or --find NAME (repeatable)")
@@ -212,11 +174,9 @@ def cmd_label(args: argparse.Namespace) -> int:
     out: Path = args.out
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
-    journal = parts / f"shard-{shard}-of-{n}.jsonl"
-    repair_journal(journal)
-    done = read_journal(journal)
+    journal = Journal(parts / f"shard-{shard}-of-{n}.jsonl", key="image_id")
+    done = read_journal(journal.path)
     mine = [(k + 1, files[k], rel[k]) for k in range(shard, len(files), n)]
-    todo = [t for t in mine if t[0] not in done]
     predictor = _predictor(args, args.quiet)
     if args.find:
         from .automatic import find_vocabulary
@@ -232,24 +192,28 @@ def cmd_label(args: argparse.Namespace) -> int:
             "settings": {k: getattr(opts, k) for k in vars(opts)}, "queries": args.find,
             "vocabulary": args.vocab, "background": args.background}
     if not args.quiet and done:
-        print(f"resuming: {len(mine) - len(todo)} of {len(mine)} images of shard {shard}/{n} already done")
-    errors = 0
-    for image_id, path, name in tqdm(todo, desc=f"label {shard}/{n}" if n > 1 else "label",
-                                     unit="img", disable=args.quiet):
+        print(f"resuming: {sum(t[0] in done for t in mine)} of {len(mine)} images of shard {shard}/{n} already done")
+
+    def label_one(item) -> None:
+        image_id, path, name = item
         try:
             img = load_image(path)
             res = run_auto(predictor, img, args, opts)
         except (ImageError, OSError) as e:
-            errors += 1
-            tqdm.write(f"ovsam: warning: skipped {path}: {e}", file=sys.stderr)
-            _append(journal, {"image_id": image_id, "file": name, "status": "error", "error": str(e)})
-            continue
-        _append(journal, {"image_id": image_id, "file": name, "status": "ok", "width": img.width,
-                          "height": img.height, "annotations": coco_annotations(res, image_id)})
+            journal.append({"image_id": image_id, "file": name, "status": "error", "error": str(e)})
+            raise
+        anns = coco_annotations(from_auto(res), image_id, lambda o: o.object.label_index + 1)
+        journal.append({"image_id": image_id, "file": name, "status": "ok", "width": img.width,
+                        "height": img.height, "annotations": anns})
+
+    report = run_batch(mine, label_one, key=lambda t: t[0], done=lambda k: k in done, name=lambda t: str(t[1]),
+                       errors=(ImageError, OSError),
+                       desc=f"label {shard}/{n}" if n > 1 else "label", unit="img", show_progress=not args.quiet)
     (parts / f"shard-{shard}-of-{n}.done").write_text("done\n")
     merged = merge_journals(out, parts, n, root, categories, info)
     if not args.quiet:
-        msg = f"shard {shard}/{n}: {len(todo)} labelled now ({errors} unreadable), {len(mine) - len(todo)} before"
+        msg = (f"shard {shard}/{n}: {report.processed + len(report.failed)} labelled now ({len(report.failed)} "
+               f"unreadable), {report.skipped} before")
         print(msg + (f"; wrote {out} and {out.name}.images.json" if merged else
                      f"; waiting for the other shards to merge into {out}"))
     return 0

@@ -406,29 +406,31 @@ class Predictor:
     # ------------------------------------------------------------------ prompt-free modes
     def segment_everything(self, image, vocabulary: Optional[VocabSource] = None, *,
                            options: Optional["EverythingOptions"] = None, mode: Optional[str] = None,
-                           **option_kw) -> "AutoResult":
+                           progress=None, **option_kw) -> "AutoResult":
         """Every object on ``image``, segmented and named (no prompt): a grid of point prompts
         decoded from one embedding, filtered by stability and class score, de-duplicated.
 
         See :mod:`ovsam_core.automatic` for the pipeline and the quality score. Keyword options
         (``points_per_side=32``, ``min_score=0.5``, ...) are :class:`EverythingOptions` fields.
+        ``progress(done, total)`` is called between batches of grid prompts and may raise
+        :class:`~ovsam_core.automatic.Cancelled` to stop.
         Returns an :class:`~ovsam_core.automatic.AutoResult` (masks as COCO RLE, original pixels).
         """
         from .automatic import EverythingOptions, segment_everything
 
         opts = _options(options, option_kw, EverythingOptions)
-        return segment_everything(self, image, vocabulary, options=opts, mode=mode)
+        return segment_everything(self, image, vocabulary, options=opts, mode=mode, progress=progress)
 
     def find(self, image, queries: Union[str, Sequence[str]], background: Optional[VocabSource] = None, *,
              options: Optional["EverythingOptions"] = None, mode: Optional[str] = None,
-             **option_kw) -> "AutoResult":
+             progress=None, **option_kw) -> "AutoResult":
         """Every instance of the ``queries`` on ``image``; the queries compete with ``background``
         (default: the model's vocabulary). Each object's ``query`` says which it matched."""
         from .automatic import EverythingOptions, find
 
         opts = _options(options, option_kw, EverythingOptions)
         return find(self, image, [queries] if isinstance(queries, str) else list(queries), background,
-                    options=opts, mode=mode)
+                    options=opts, mode=mode, progress=progress)
 
     def _class_context(self, clf: TextClassifier, mode: str) -> _ClassContext:
         """Per-vocabulary data of a predict call: packed prototypes, names, fusion masks."""
