@@ -131,7 +131,7 @@ class AutoObject:
     Attributes:
         rle: COCO compressed RLE ``{"size": [H, W], "counts": str}`` at the original size.
         label / label_index / score: the top-1 class (display name, vocabulary index, probability).
-        top_k: ((label, score), ...) best first.
+        top_k: ((label, score), ...) best first; ``top_k_indices`` their vocabulary indices.
         bbox_xyxy: tight box of the mask (x0, y0, x1, y1), exclusive end, pixels.
         area: mask pixels.
         point: the grid point (x, y) that produced the mask, original pixels.
@@ -155,6 +155,7 @@ class AutoObject:
     crop_box: Tuple[int, int, int, int]
     query: Optional[str] = None
     label_path: Tuple[str, ...] = ()
+    top_k_indices: Tuple[int, ...] = ()
 
     @property
     def mask(self) -> np.ndarray:
@@ -407,7 +408,7 @@ def segment_everything(predictor: "Predictor", image, vocabulary: "VocabSource" 
         ti, ts = top.indices.tolist(), top.values.tolist()
         kept.append(AutoObject(
             rle=rle, label=names[li], label_index=li, score=float(ts[0]),
-            top_k=tuple((names[a], float(b)) for a, b in zip(ti, ts)),
+            top_k=tuple((names[a], float(b)) for a, b in zip(ti, ts)), top_k_indices=tuple(int(a) for a in ti),
             bbox_xyxy=(int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1), area=area,
             point=(float(f["points"][0]), float(f["points"][1])),
             quality={"stability": float(f["stability"]), "background": float(f["background"]), "rank": f["rank"]},

@@ -62,6 +62,8 @@ class ObjectPrediction:
         mask: (H, W) bool at the original image resolution.
         label / label_index / score: the top-1 class (display name, vocabulary index, probability).
         top_k: ((label, score), ...) best first.
+        top_k_indices: the vocabulary indices of :attr:`top_k` (same order), so that hosts map
+            classes by index, not by display name (two classes may share one).
         bbox_xyxy: tight box of the mask (x0, y0, x1, y1), exclusive end, pixels; zeros if empty.
         area: mask pixels.
         quality: mask logit statistics: ``mean_logit`` (inside the mask) and ``stability``
@@ -79,6 +81,7 @@ class ObjectPrediction:
     area: int
     quality: Dict[str, float]
     label_path: Tuple[str, ...] = ()
+    top_k_indices: Tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -481,6 +484,6 @@ class Predictor:
             path = tuple(names[a] for a in clf.vocabulary.ancestors(li))
             objs.append(ObjectPrediction(
                 prompt=p, mask=mask, label=names[li], label_index=li, score=float(ts[0]),
-                top_k=tuple((names[a], float(b)) for a, b in zip(ti, ts)),
+                top_k=tuple((names[a], float(b)) for a, b in zip(ti, ts)), top_k_indices=tuple(int(a) for a in ti),
                 bbox_xyxy=_mask_box(mask), area=area, quality=quality, label_path=path))
         return objs

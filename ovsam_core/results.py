@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -49,12 +49,18 @@ def _num(x: float) -> Optional[float]:
     return None if not math.isfinite(x) else round(float(x), 6)
 
 
+def _indices(o) -> List[Optional[int]]:
+    idx = list(getattr(o, "top_k_indices", ()) or ())
+    return idx if len(idx) == len(o.top_k) else [None] * len(o.top_k)
+
+
 def _named(o) -> Dict[str, Any]:
     """The fields every object carries, prompted or not: label, scores, box, area, quality."""
     return {
         "label": o.label,
         "score": _num(o.score),
-        "top_k": [{"label": lab, "score": _num(s)} for lab, s in o.top_k],
+        "top_k": [{"label": lab, "score": _num(s), **({"index": i} if i is not None else {})}
+                  for (lab, s), i in zip(o.top_k, _indices(o))],
         "bbox_xyxy": list(o.bbox_xyxy),
         "area": o.area,
         "quality": {k: _num(v) for k, v in o.quality.items()},

@@ -287,3 +287,23 @@ def test_vocabulary_folder_is_read_once_and_again_after_a_change(predictor, imag
     save_vocabulary_bundle(predictor.classifier(["bird", "fish", "tree"]), folder)  # rebuilt in place
     changed = predictor.predict(emb, box, folder)
     assert len(reads) == 2 and changed.objects[0].label in {"bird", "fish", "tree"}
+
+
+def test_top_k_carries_vocabulary_indices_even_when_display_names_repeat(predictor, image):
+    """Two classes with one display name ("bat" the animal / "bat" the club): hosts must tell them
+    apart by index, which results carry beside the names (JSON: top_k[i].index)."""
+    from ovsam_core.results import prediction_to_json
+
+    vocab = ["bat,flying mammal", "bat,baseball bat", "cat", "dog"]
+    pred = predictor.predict(image, [Prompt.from_box(4, 4, 40, 30)], vocabulary=vocab, top_k=4)
+    o = pred.objects[0]
+    assert len(o.top_k_indices) == len(o.top_k) == 4 and sorted(o.top_k_indices) == [0, 1, 2, 3]
+    assert o.top_k_indices[0] == o.label_index
+    names = load_vocabulary(vocab).display_names()
+    assert [names[i] for i in o.top_k_indices] == [n for n, _ in o.top_k]
+    js = prediction_to_json(pred)["objects"][0]["top_k"]
+    assert [e["index"] for e in js] == list(o.top_k_indices)
+    auto = predictor.segment_everything(image, vocab, points_per_side=4, min_score=0.0, stability_thresh=0.0,
+                                        min_area_ratio=0.0, top_k=3)
+    for a in auto:
+        assert a.top_k_indices[0] == a.label_index and [names[i] for i in a.top_k_indices] == [n for n, _ in a.top_k]
