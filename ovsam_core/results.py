@@ -8,7 +8,7 @@ JSON contract (stable; version in ``"format"``)::
      "objects": [                                   # one per prompt, in prompt order
         {"prompt": {"points": [[x, y, label], ...], "box": [x0, y0, x1, y1]},
          "label": str, "score": float,
-         "top_k": [{"label": str, "score": float}, ...],
+         "top_k": [{"label": str, "score": float, "index": int}, ...],   # index: vocabulary index
          "bbox_xyxy": [x0, y0, x1, y1],             # tight box of the mask, exclusive end
          "area": int,
          "quality": {"mean_logit": float, "stability": float},
