@@ -34,3 +34,11 @@ def parity_weights_dir(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, str(d / "make_weights.py"), str(out), "--demo"],
                    check=True, stdout=subprocess.DEVNULL)
     return out
+
+
+@pytest.fixture(scope="session")
+def shapes():
+    """The packaged, trained ``ovsam-shapes`` model (fp32, CPU), loaded once per session."""
+    from ovsam_core import Predictor
+
+    return Predictor("ovsam-shapes", device="cpu", dtype="fp32", progress=False)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ovsam_core import (AutoSettings, Cancelled, HostLabel, Journal, Predictor, coco_annotations, instance_image,
+from ovsam_core import (AutoSettings, Cancelled, HostLabel, Journal, coco_annotations, instance_image,
                         label_queries, prelabel, run_batch)
 from ovsam_core.evaluation.auto import match_objects
 from ovsam_core.results import rle_to_mask
@@ -21,11 +21,6 @@ HOST = [HostLabel("Circle", "red circle"), HostLabel("Ring", "striped ring", ("r
         HostLabel("Diamond", "checkered diamond"), HostLabel("Dog", "dog")]
 TO_HOST = {"red circle": "Circle", "striped ring": "Ring", "green square": "Square", "yellow star": "Star",
            "blue triangle": "Triangle", "checkered diamond": "Diamond"}
-
-
-@pytest.fixture(scope="module")
-def shapes():
-    return Predictor("ovsam-shapes", device="cpu", dtype="fp32", progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ovsam_core import Predictor, Prompt
+from ovsam_core import Prompt
 from ovsam_core.cli import main
 from ovsam_core.evaluation.metrics import mask_iou
 from ovsam_core.results import rle_to_mask
@@ -40,11 +40,6 @@ def scene_truth():
         m = decode_segmentation(a["segmentation"], im["height"], im["width"])
         out.append((names[a["category_id"]], m, center_point(m)))
     return out
-
-
-@pytest.fixture(scope="module")
-def shapes():
-    return Predictor("ovsam-shapes", device="cpu", dtype="fp32", progress=False)
 
 
 @pytest.fixture(scope="module")
