@@ -1,0 +1,147 @@
+"""Unit tests of ovsam_core.serving (service building blocks) and ovsam_core.safe_download."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Tuple
+
+import pytest
+
+from ovsam_core import (BytesLRU, DownloadError, JobQueue, LazyModel, Metrics, RefusedSource, dataclass_from_env,
+                        dataclass_to_env, host_port, parse_bool, rss_bytes, safe_download)
+
+
+def test_metrics_and_rss():
+    m = Metrics()
+    m.add("a")
+    m.add("a", 2)
+    assert m.snapshot() == {"a": 3.0}
+    assert rss_bytes() > 1_000_000
+
+
+def test_bytes_lru_evicts_oldest_and_skips_big_values():
+    lru = BytesLRU(10, len)
+    lru.put("a", "xxxx")
+    lru.put("b", "yyyy")
+    assert lru.get("a") == "xxxx"  # a is now the newest
+    lru.put("c", "zzzz")           # 12 bytes > 10: b (oldest) goes
+    assert lru.get("b") is None and lru.get("a") and lru.get("c") and lru.nbytes == 8
+    lru.put("d", "x" * 6)          # over half the budget: not kept
+    assert lru.get("d") is None and len(lru) == 2
+
+
+def test_lazy_model_loads_once_and_keeps_the_error():
+    calls = []
+
+    def load():
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk gone")
+        return "model"
+
+    lm = LazyModel(load)
+    with pytest.raises(OSError):
+        lm.get()
+    assert lm.error == "OSError: disk gone"
+    assert lm.start().join() is None and lm.get() == "model" and lm.error is None and len(calls) == 2
+
+
+def test_job_queue_runs_jobs_and_survives_a_failure():
+    done, errors = [], []
+    q = JobQueue(lambda j: done.append(1 / j), on_error=lambda j, e: errors.append(j))
+    assert q.put(1) and q.put(0) and q.put(2)
+    q.flush(10)
+    assert done == [1.0, 0.5] and errors == [0]
+    q.close()
+    full = JobQueue(lambda j: threading.Event().wait(1), maxsize=1)
+    assert full.put(1)
+    results = [full.put(i) for i in range(5)]
+    assert results.count(False) >= 3  # a full queue refuses
+
+
+@dataclass(frozen=True)
+class S:
+    name: str = "x"
+    n: int = 1
+    on: bool = False
+    hosts: Tuple[str, ...] = ()
+
+
+TABLE = {"A_NAME": ("name", str), "A_N": ("n", int), "A_ON": ("on", parse_bool),
+         "A_HOSTS": ("hosts", lambda v: tuple(v.split(",")))}
+
+
+def test_dataclass_env_round_trip_and_errors():
+    s = dataclass_from_env(S, TABLE, {"A_NAME": "y", "A_N": "3", "A_ON": "Yes", "A_HOSTS": "a,b"}, n=4)
+    assert s == S("y", 4, True, ("a", "b"))
+    assert dataclass_from_env(S, TABLE, dataclass_to_env(s, TABLE)) == s
+    with pytest.raises(ValueError, match="bad value for A_N"):
+        dataclass_from_env(S, TABLE, {"A_N": "many"})
+    with pytest.raises(TypeError, match="unknown settings"):
+        dataclass_from_env(S, TABLE, {}, colour="red")
+
+
+# ----------------------------------------------------------------------------- safe_download
+@pytest.fixture()
+def server():
+    routes = {}
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            status, headers, body = routes.get(self.path, (404, {}, b""))
+            if callable(body):
+                body = body(self)
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", routes
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _session():
+    import requests
+
+    s = requests.Session()
+    s.trust_env = False
+    return s
+
+
+def test_safe_download_trust_redirects_auth_and_size(server):
+    url, routes = server
+    mine = host_port(url)
+    trusted = lambda u: host_port(u) == mine  # noqa: E731
+    seen = []
+    routes["/ok"] = (200, {}, lambda h: seen.append(h.headers.get("Authorization")) or b"data")
+    routes["/hop"] = (302, {"Location": "/ok"}, b"")
+    routes["/away"] = (302, {"Location": "http://169.254.169.254/x"}, b"")
+    routes["/presign"] = (302, {"Location": "https://10.1.2.3/bucket"}, b"")
+    routes["/big"] = (200, {}, b"x" * 100)
+    routes["/denied"] = (401, {}, b"")
+    kw = dict(session=_session(), trusted=trusted, max_bytes=50, auth=lambda u, retry: f"Token {int(retry)}")
+    assert safe_download(url + "/hop", **kw) == b"data" and seen == ["Token 0"]
+    with pytest.raises(RefusedSource):
+        safe_download("http://example.invalid/x", **kw)
+    with pytest.raises(RefusedSource, match="redirect"):
+        safe_download(url + "/away", **kw)
+    with pytest.raises(RefusedSource, match="non-public"):
+        safe_download(url + "/presign", open_redirect_https=True, **kw)
+    with pytest.raises(DownloadError, match="50") as e:
+        safe_download(url + "/big", **kw)
+    assert e.value.status == 413
+    with pytest.raises(DownloadError, match="fix the key") as e:
+        safe_download(url + "/denied", auth_hint="fix the key", **kw)
+    assert e.value.status == 502
+    with pytest.raises(DownloadError) as e:
+        safe_download(url + "/missing", **kw)
+    assert e.value.status == 404
