@@ -7,8 +7,10 @@ line loads it without FiftyOne installed).
 
 Python API (needs ``pip install "ovsam[fiftyone]"``)::
 
-    from ovsam_plugins.fiftyone import OVSAMModel, label_with_prompts, evaluate, set_vocabulary
+    from ovsam_plugins.fiftyone import OVSAMModel, label_with_prompts, label_everything, evaluate, set_vocabulary
     dataset.apply_model(OVSAMModel(model="ovsam-lvis"), label_field="ovsam", prompt_field="ground_truth")
+    dataset.apply_model(OVSAMModel(model="ovsam-lvis", classes=["cat", "dog"]), label_field="found")  # no prompts
+    label_everything(dataset, "ovsam_auto", classes_field="ground_truth")   # resumable, like the operator
     label_with_prompts(dataset, "ground_truth", "ovsam", vocabulary="lvis", skip_existing=True)
     evaluate(dataset, "ovsam")
 """
@@ -24,6 +26,7 @@ _EXPORTS = {
     "get_predictor": "model",
     "PromptFieldError": "prompts",
     "label_with_prompts": "labeling",
+    "label_everything": "labeling",
     "LabelFieldExistsError": "labeling",
     "evaluate": "evaluation",
     "set_vocabulary": "vocab",

@@ -26,9 +26,7 @@ import numpy as np
 
 from ovsam_core import crop_iou, resize_nearest
 
-from .labeling import get_run
-from .prompts import dataset_name
-from .vocab import INFO_KEY
+from .store import dataset_name, get_run, set_info
 
 
 def _norm(label: Optional[str]) -> Optional[str]:
@@ -129,11 +127,11 @@ def evaluate(
         kept under ``<eval_key>_mask`` and ``<eval_key>_cls`` for the App's panels.
     """
     if gt_field is None:
-        run = get_run(samples, pred_field)
-        if not run:
-            raise ValueError(f"give gt_field: {pred_field!r} was not written by label_with_prompts, so its "
-                             "ground truth is unknown")
-        gt_field = run["prompt_field"]
+        run = get_run(samples, pred_field) or {}
+        gt_field = run.get("prompt_field") or run.get("classes_field")
+        if not gt_field:
+            raise ValueError(f"give gt_field: {pred_field!r} was not written from a prompt or classes field, so "
+                             "its ground truth is unknown")
     _check_detections(samples, pred_field, "prediction")
     _check_detections(samples, gt_field, "ground-truth")
     if not 0 < float(iou) <= 1:
@@ -152,23 +150,12 @@ def evaluate(
         out[name] = _counts(samples, keys[name], pred_field, gt_field, any_class=not classwise)
         if compute_mAP:
             out[name]["mAP"] = float(res.mAP())
+    if compute_mAP:
+        out["mAP"] = out["recognition"]["mAP"]
     acc, mean_acc, per_class, n = accuracy(samples, pred_field)
     miou, paired = paired_miou(samples, pred_field, gt_field)
     out.update(accuracy=acc, mean_class_accuracy=mean_acc, per_class_accuracy=per_class, objects=n,
                miou=miou, paired_objects=paired)
-    _store(samples, eval_key, out)
+    set_info(samples, "evaluations", eval_key, out)
     return out
 
-
-def _store(samples, eval_key: str, summary: Dict[str, Any]) -> None:
-    import fiftyone as fo
-
-    ds = samples if isinstance(samples, fo.Dataset) else fo.load_dataset(dataset_name(samples))
-    info = dict(ds.info or {})
-    block = dict(info.get(INFO_KEY) or {})
-    evals = dict(block.get("evaluations") or {})
-    evals[eval_key] = summary
-    block["evaluations"] = evals
-    info[INFO_KEY] = block
-    ds.info = info
-    ds.save()

@@ -19,6 +19,11 @@ image is encoded once and all its prompts are decoded together. Each prompt give
   ``mask_area`` (pixels) and ``stability`` (SAM's stability score of the mask).
 
 A sample whose prompt field is empty gets no label (``None``).
+
+**No prompt field**: ``dataset.apply_model(OVSAMModel(model=..., classes=[...]), "ovsam")`` labels
+every object with no prompt (:mod:`~ovsam_plugins.fiftyone.auto`): find mode for ``classes``
+(or the labels of ``classes_field``, a config option or an ``apply_model`` keyword), everything
+mode without classes; ``auto_mode``, ``points_per_side`` and ``min_score`` tune it.
 """
 from __future__ import annotations
 
@@ -32,13 +37,16 @@ import numpy as np
 import fiftyone.core.labels as fol
 import fiftyone.core.models as fom
 
-from ovsam_core import LoadedImage, ObjectPrediction, Predictor, load_image
+from ovsam_core import AutoSettings, LoadedImage, ObjectPrediction, Predictor, load_image, prelabel
 
+from .auto import auto_settings, field_classes, host_labels, to_detections
 from .prompts import PromptSource, label_to_prompts
 from .vocab import parse_vocabulary
 
 #: ``apply_model`` keyword arguments naming prompt fields.
 PROMPT_KEYS = ("prompt_field", "box_prompt_field", "point_prompt_field")
+#: ``apply_model`` keyword naming the field whose labels are the classes of prompt-free labelling
+CLASSES_KEY = "classes_field"
 
 _PREDICTORS: Dict[Tuple, Predictor] = {}
 _LOCK = threading.Lock()
@@ -69,6 +77,8 @@ class OVSAMModelConfig:
         top_k: alternatives stored per object.
         device / dtype / weights_dir / weights / download: passed to the predictor.
         point_labels_attr: per-point attribute of a ``Keypoint`` with 1 (positive) / 0 (negative).
+        classes / classes_field / auto_mode / points_per_side / min_score: prompt-free
+            labelling (no prompt field), see :func:`~ovsam_plugins.fiftyone.auto.label_everything`.
     """
 
     model: str = "ovsam-lvis"
@@ -81,6 +91,11 @@ class OVSAMModelConfig:
     weights: Optional[str] = None
     download: bool = True
     point_labels_attr: str = "point_labels"
+    classes: Any = None
+    classes_field: Optional[str] = None
+    auto_mode: Optional[str] = None
+    points_per_side: int = 32
+    min_score: float = 0.5
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "OVSAMModelConfig":
@@ -117,6 +132,10 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
         self.vocabulary = parse_vocabulary(config.vocabulary)
         self._predictor = predictor
         self._names: Optional[Tuple[List[str], Dict[str, str]]] = None
+        self._classes = host_labels(config.classes)
+        self._auto: Optional[Tuple[Any, AutoSettings]] = None
+        auto_settings(self._classes or config.classes_field, config.auto_mode, points_per_side=config.points_per_side,
+                      min_score=config.min_score)  # a bad option fails here
 
     # ------------------------------------------------------------------ FiftyOne model protocol
     @property
@@ -149,6 +168,7 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
 
     def __enter__(self):
         self.check_prompt_keys()
+        self._auto = None
         self.predictor  # load (and fail) before any sample is processed
         return self
 
@@ -165,17 +185,13 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
         return self._predictor
 
     def check_prompt_keys(self) -> List[str]:
-        """The prompt field names of ``needs_fields``; a clear error if there are none or a typo."""
+        """The prompt field names of ``needs_fields`` (none: prompt-free); a clear error for a typo."""
         nf = dict(self.needs_fields or {})
-        unknown = sorted(set(nf) - set(PROMPT_KEYS))
+        unknown = sorted(set(nf) - {*PROMPT_KEYS, CLASSES_KEY})
         if unknown:
             raise ValueError(f"OVSAMModel does not understand {', '.join(unknown)}; name the prompts with "
-                             f"{', '.join(PROMPT_KEYS)}")
-        names = [nf[k] for k in PROMPT_KEYS if nf.get(k)]
-        if not names:
-            raise ValueError("OVSAMModel needs prompts: apply_model(model, label_field=..., "
-                             "prompt_field=<a Detections or Keypoints field>)")
-        return list(dict.fromkeys(names))
+                             f"{', '.join(PROMPT_KEYS)} (or the classes of prompt-free labelling with {CLASSES_KEY})")
+        return list(dict.fromkeys(nf[k] for k in PROMPT_KEYS if nf.get(k)))
 
     def class_names(self) -> Tuple[List[str], Dict[str, str]]:
         """(class name per vocabulary index, display name -> class name) of the vocabulary."""
@@ -189,6 +205,8 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
         return self._names
 
     def predict(self, arg, sample=None):
+        if not self.check_prompt_keys():
+            return self.predict_auto(arg, sample)
         if sample is None:
             raise ValueError("OVSAMModel reads its prompts from the sample: use it through apply_model(..., "
                              "prompt_field=...) or call predict(image, sample=sample)")
@@ -210,7 +228,9 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
         Returns:
             ``(Detections or None, stats)``; None when the sample has no usable prompt.
         """
-        fields_ = list(prompt_fields) if prompt_fields else self.check_prompt_keys()
+        fields_ = list(prompt_fields or self.check_prompt_keys())
+        if not fields_:
+            raise ValueError("give the prompt field(s) of the sample")
         if not isinstance(image, (np.ndarray, LoadedImage)):
             image = load_image(image)
         h, w = (image.height, image.width) if isinstance(image, LoadedImage) else image.shape[:2]
@@ -230,6 +250,20 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
         dets = [self._detection(o, src, w, h, names, display) for o, src in zip(pred.objects, sources)]
         stats["objects"] = len(dets)
         return fol.Detections(detections=dets), stats
+
+    def predict_auto(self, image, sample=None):
+        """``Detections`` of every object of the classes (find) or of the vocabulary (everything)."""
+        if self._auto is None:
+            c = self.config
+            labels, field = self._classes, c.classes_field or (self.needs_fields or {}).get(CLASSES_KEY)
+            if labels is None and field:
+                if sample is None:
+                    raise ValueError(f"{CLASSES_KEY}={field!r} needs the sample: use apply_model")
+                labels = host_labels(field_classes(sample.dataset, field))
+            self._auto = labels, auto_settings(labels, c.auto_mode, points_per_side=c.points_per_side,
+                                               min_score=c.min_score)
+        labels, settings = self._auto
+        return to_detections(prelabel(self.predictor, image, settings, labels, vocabulary=self.vocabulary))
 
     @staticmethod
     def _box(o: ObjectPrediction, w: int, h: int) -> Tuple[int, int, int, int]:

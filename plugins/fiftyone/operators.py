@@ -1,4 +1,4 @@
-"""The ``@ovsam/ovsam`` operators: ``label_with_prompts``, ``evaluate``, ``set_vocabulary``.
+"""The ``@ovsam/ovsam`` operators: ``label_with_prompts``, ``label_everything``, ``evaluate``, ``set_vocabulary``.
 
 Each operator is a thin form around a Python function of this package, and each can be run
 from Python without the App::
@@ -21,7 +21,8 @@ import fiftyone.operators.types as types
 from ovsam_core import list_models, vocabulary_to_text
 
 from .evaluation import evaluate
-from .labeling import label_with_prompts
+from .labeling import label_everything, label_with_prompts
+from .auto import LABEL_LISTS
 from .prompts import check_prompt_field, prompt_candidates
 from .vocab import PROMPT_LABELS, set_vocabulary
 
@@ -41,12 +42,11 @@ def _choices(values: List[str]):
     return view
 
 
-def _detections_fields(ctx) -> List[str]:
+def _detections_fields(ctx, kinds=("Detections",)) -> List[str]:
     if ctx.dataset is None:
         return []
     schema = ctx.dataset.get_field_schema()
-    return sorted(n for n, f in schema.items()
-                  if getattr(getattr(f, "document_type", None), "__name__", None) == "Detections")
+    return sorted(n for n, f in schema.items() if getattr(getattr(f, "document_type", None), "__name__", None) in kinds)
 
 
 def _progress(ctx):
@@ -129,6 +129,72 @@ class LabelWithPrompts(foo.Operator):
         return _execute(self.uri, sample_collection, params, delegate, delegation_target)
 
 
+class LabelEverything(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="label_everything",
+            label="OVSAM: label everything / find",
+            description="Masks and class names for every object, with no prompt: the classes you give (find) "
+                        "or every object the vocabulary names (everything); resumes an interrupted run",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if hasattr(ctx, "target_view"):
+            ctx.target_view()
+        # nothing `required`: FiftyOne does not fill in defaults of programmatic calls before validating
+        inputs.str("classes", label="Classes", description="class names separated by commas (synonyms with |), a preset "
+                   "(coco, lvis) or a vocabulary file; empty: the labels of the classes field, else every object "
+                   "the model names (everything mode)")
+        inputs.str("classes_field", label="Classes from field", description="use the labels of this field as classes",
+                   view=_choices(_detections_fields(ctx, tuple(LABEL_LISTS))))
+        inputs.enum("mode", ["auto", "find", "everything"], default="auto", label="Mode",
+                    description="auto: find when there are classes, else everything")
+        inputs.int("points_per_side", default=32, min=2, label="Points per side (grid of prompts)")
+        inputs.float("min_score", default=0.5, min=0.0, max=1.0, label="Minimum score")
+        inputs.str("label_field", default="ovsam_auto", label="Output field",
+                   description="Detections field to write; a rerun with the same settings resumes")
+        inputs.enum("model", list_models(), default="ovsam-lvis", label="Model")
+        inputs.enum("device", ["auto", "cpu", "cuda", "mps"], default="auto", label="Device")
+        inputs.bool("overwrite", default=False, label="Relabel samples that have labels")
+        return types.Property(inputs, view=types.View(label="OVSAM: label everything / find"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        summary = label_everything(
+            _target(ctx), p.get("label_field") or "ovsam_auto", classes=p.get("classes") or None,
+            classes_field=p.get("classes_field") or None, mode=p.get("mode") or "auto",
+            points_per_side=int(p.get("points_per_side") or 32),
+            min_score=0.5 if p.get("min_score") is None else float(p["min_score"]),
+            model=p.get("model") or "ovsam-lvis", device=p.get("device") or "auto",
+            overwrite=bool(p.get("overwrite")), progress=_progress(ctx))
+        if not ctx.delegated:
+            ctx.trigger("reload_dataset")
+        return summary
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        for name, label in (("labelled", "Samples labelled"), ("objects", "Objects"),
+                            ("skipped_existing", "Skipped (labelled by an earlier run)"), ("failed", "Failed samples")):
+            outputs.int(name, label=label)
+        return types.Property(outputs)
+
+    def __call__(self, sample_collection, label_field: str = "ovsam_auto", *, classes=None,
+                 classes_field: Optional[str] = None, mode: str = "auto", points_per_side: int = 32,
+                 min_score: float = 0.5, model: str = "ovsam-lvis", device: str = "auto", overwrite: bool = False,
+                 delegate: bool = False, delegation_target: Optional[str] = None):
+        if classes is not None and not isinstance(classes, str):
+            classes = vocabulary_to_text(classes)
+        params = dict(label_field=label_field, classes=classes, classes_field=classes_field, mode=mode,
+                      points_per_side=points_per_side, min_score=min_score, model=model, device=device,
+                      overwrite=overwrite)
+        return _execute(self.uri, sample_collection, params, delegate, delegation_target)
+
+
 class Evaluate(foo.Operator):
     @property
     def config(self):
@@ -166,6 +232,7 @@ class Evaluate(foo.Operator):
 
     def resolve_output(self, ctx):
         outputs = types.Object()
+        outputs.float("mAP", label="mAP (COCO-style, masks, classwise)")
         outputs.float("accuracy", label="Top-1 accuracy vs. prompt labels")
         outputs.float("mean_class_accuracy", label="Mean per-class accuracy")
         outputs.float("miou", label="Mean mask IoU with the prompting object")
@@ -208,7 +275,7 @@ class SetVocabulary(foo.Operator):
         return _execute(self.uri, dataset, {"vocabulary": vocabulary, "prompt_field": prompt_field}, False, None)
 
 
-OPERATORS = (LabelWithPrompts, Evaluate, SetVocabulary)
+OPERATORS = (LabelWithPrompts, LabelEverything, Evaluate, SetVocabulary)
 
 
 def register(p) -> None:

@@ -15,6 +15,8 @@ from typing import List, Optional, Sequence, Tuple
 
 from ovsam_core import Prompt, PromptError
 
+from .store import dataset_name
+
 #: FiftyOne label types that can hold prompts -> prompt kind.
 PROMPT_TYPES = {"Detections": "box", "Detection": "box", "Keypoints": "points", "Keypoint": "points"}
 #: Per-point label attributes read, in order, when the configured one is absent.
@@ -32,11 +34,6 @@ class PromptSource:
     id: Optional[str]
     label: Optional[str]
     kind: str
-
-
-def dataset_name(samples) -> str:
-    """The name of the dataset of a dataset or view."""
-    return getattr(samples, "dataset_name", None) or samples.name
 
 
 def _type_name(field) -> Optional[str]:

@@ -22,7 +22,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from ovsam_core import (Vocabulary, VocabularyError, is_preset, load_vocabulary, load_vocabulary_bundle,
                         parse_vocabulary_text)
 
-INFO_KEY = "ovsam"
+from .store import get_info, set_info
+
 PROMPT_LABELS = "@prompt_labels"
 
 VocabInput = Union[None, str, os.PathLike, Sequence[str], Vocabulary]
@@ -103,28 +104,19 @@ def set_vocabulary(dataset, vocabulary: VocabInput, prompt_field: Optional[str] 
     Returns:
         ``{"vocabulary": record, "num_classes": int}``.
     """
-    ds = _root(dataset)
     source = parse_vocabulary(vocabulary, dataset, prompt_field)
     if isinstance(source, str) and not is_preset(source) and Path(source).is_file():
         source = load_vocabulary(source)
         if not source.parents:
             source = list(source.names)
     rec = describe(source)
-    info = dict(ds.info or {})
-    block = dict(info.get(INFO_KEY) or {})
-    if source is None:
-        block.pop("vocabulary", None)
-    else:
-        block["vocabulary"] = rec
-    info[INFO_KEY] = block
-    ds.info = info
-    ds.save()
+    set_info(dataset, "vocabulary", None, None if source is None else rec)
     return {"vocabulary": rec, "num_classes": num_classes(source)}
 
 
 def get_vocabulary(dataset):
     """The vocabulary stored by :func:`set_vocabulary` (a source for ``ovsam_core``), or None."""
-    return from_record(((_root(dataset).info or {}).get(INFO_KEY) or {}).get("vocabulary"))
+    return from_record(get_info(dataset, "vocabulary"))
 
 
 def num_classes(source) -> int:
@@ -134,11 +126,3 @@ def num_classes(source) -> int:
         return len(load_vocabulary_bundle(source)[0])
     return len(load_vocabulary(source))
 
-
-def _root(samples):
-    """The dataset of a dataset or view."""
-    import fiftyone as fo
-
-    from .prompts import dataset_name
-
-    return samples if isinstance(samples, fo.Dataset) else fo.load_dataset(dataset_name(samples))

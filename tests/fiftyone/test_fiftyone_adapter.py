@@ -119,8 +119,8 @@ def test_apply_model_prompt_errors_before_work(make_dataset, predictor, vocab, s
         ds.apply_model(model, label_field="out", prompt_field="nope")
     with pytest.raises(PromptFieldError, match="holds Classification"):
         ds.apply_model(model, label_field="out", prompt_field="cls", skip_failures=False)
-    with pytest.raises(ValueError, match="needs prompts"):
-        ds.apply_model(model, label_field="out")
+    with pytest.raises(ValueError, match="nope"):  # no prompt field: prompt-free, its classes field must exist
+        ds.apply_model(model, label_field="out", classes_field="nope")
     with pytest.raises(ValueError, match="promt_field"):
         ds.apply_model(model, label_field="out", promt_field="ground_truth")
     assert spy.calls == [] and not ds.has_sample_field("out")

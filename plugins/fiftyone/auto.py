@@ -1,0 +1,85 @@
+"""Label with no prompts: every object of the given classes (find) or of the vocabulary (everything).
+
+    from ovsam_plugins.fiftyone import label_everything     # (in labeling.py)
+    label_everything(dataset, "ovsam_auto", classes_field="ground_truth", model="ovsam-shapes")
+
+The classes: a list of names (``"dog,puppy"``: synonyms), comma text (``"dog|puppy, cat"``, a
+preset or a vocabulary file), or the distinct labels of an existing label field
+(``classes_field``). Mode ``find`` looks for those classes (they compete with the model's own
+vocabulary); ``everything`` names every object with the model's vocabulary and keeps those whose
+class is one of the classes (all of them when there are none). Default: ``find`` with classes,
+``everything`` without. Each sample gets ``Detections`` (possibly empty): label, confidence,
+tight relative box and the mask cropped to it (FiftyOne's convention), plus ``top_k_labels`` /
+``top_k_scores``, ``mask_area`` and ``stability``.
+
+:func:`label_everything` writes each sample as soon as it is done and records its settings in
+``dataset.info["ovsam"]["runs"][label_field]``; run again with the same settings it resumes
+(``ovsam_core.run_batch``, done = the samples whose field is set): no sample is labelled twice,
+none is skipped.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Union
+
+from ovsam_core import AutoSettings, HostLabel, PrelabelResult, load_vocabulary, parse_vocabulary_text
+
+from .store import dataset_name
+
+Classes = Union[None, str, Sequence[str]]
+#: label types whose labels can be classes, and the path of their labels
+LABEL_LISTS = {"Detections": ".detections", "Polylines": ".polylines", "Keypoints": ".keypoints",
+               "Classifications": ".classifications", "Detection": "", "Classification": "", "Polyline": ""}
+
+
+def host_labels(classes: Classes) -> Optional[List[HostLabel]]:
+    """Host labels of ``classes`` (None: none). A name's first synonym is the label written."""
+    if classes is None:
+        return None
+    if isinstance(classes, str):
+        parsed = parse_vocabulary_text(classes)
+        if parsed is None:
+            return None
+        classes = parsed if isinstance(parsed, list) else list(load_vocabulary(parsed).names)
+    out = []
+    for c in classes:
+        parts = [p.strip() for p in str(c).split(",") if p.strip()]
+        if parts:
+            out.append(HostLabel(parts[0], parts[0], tuple(parts[1:])))
+    return out or None
+
+
+def field_classes(samples, field: str) -> List[str]:
+    """The distinct labels of a label field (Detections, Classification(s), Polylines, Keypoints)."""
+    f = samples.get_field(field)
+    if f is None:
+        raise ValueError(f"classes field {field!r} does not exist on dataset {dataset_name(samples)!r}")
+    kind = getattr(getattr(f, "document_type", None), "__name__", None)
+    if kind not in LABEL_LISTS:
+        raise ValueError(f"classes field {field!r} holds {kind or type(f).__name__}, not labels; give a "
+                         f"{', '.join(LABEL_LISTS)} field")
+    names = sorted(v for v in samples.distinct(f"{field}{LABEL_LISTS[kind]}.label") if v)
+    if not names:
+        raise ValueError(f"classes field {field!r} has no labels; give classes=[...] instead")
+    return names
+
+
+def auto_settings(classes: Optional[List[HostLabel]], mode: Optional[str] = None, **values) -> AutoSettings:
+    """:class:`AutoSettings` (mode default: find with classes, else everything); validated."""
+    mode = mode if mode not in (None, "", "auto", "default") else ("find" if classes else "everything")
+    settings = AutoSettings.parse({"mode": mode, **{k: v for k, v in values.items() if v is not None}})
+    if settings.mode == "off":
+        raise ValueError("mode 'off' labels nothing: choose find or everything")
+    return settings
+
+
+def to_detections(result: PrelabelResult):
+    """``fo.Detections`` of a whole-image :class:`PrelabelResult` (relative boxes, cropped masks)."""
+    import fiftyone.core.labels as fol
+
+    h, w = result.image_size
+    return fol.Detections(detections=[fol.Detection(
+        label=o.label, confidence=float(o.score), bounding_box=list(o.relative_box(w, h)), mask=o.crop(),
+        top_k_labels=[n for n, _ in o.object.top_k], top_k_scores=[float(s) for _, s in o.object.top_k],
+        mask_area=int(o.object.area), stability=float(o.object.quality.get("stability", 0.0)))
+        for o in result.objects])
+

@@ -1,0 +1,55 @@
+"""What ovsam keeps on a dataset: ``dataset.info["ovsam"]`` (vocabulary, runs, evaluations).
+
+``runs[label_field]`` records how a field was labelled (its prompt or classes field, model,
+settings, whether the run finished): resuming and evaluation read it.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+INFO_KEY = "ovsam"
+
+
+def dataset_name(samples) -> str:
+    """The name of the dataset of a dataset or view."""
+    return getattr(samples, "dataset_name", None) or samples.name
+
+
+def root(samples):
+    """The dataset of a dataset or view."""
+    import fiftyone as fo
+
+    return samples if isinstance(samples, fo.Dataset) else fo.load_dataset(dataset_name(samples))
+
+
+def get_info(samples, section: str) -> Any:
+    """``dataset.info["ovsam"][section]`` (None when absent)."""
+    return ((root(samples).info or {}).get(INFO_KEY) or {}).get(section)
+
+
+def set_info(samples, section: str, key: Optional[str], value: Any) -> None:
+    """Set ``info["ovsam"][section][key]`` (``key=None``: the section itself; ``value=None``
+    with ``key=None`` removes it) and save the dataset."""
+    ds = root(samples)
+    info = dict(ds.info or {})
+    block = dict(info.get(INFO_KEY) or {})
+    if key is None:
+        if value is None:
+            block.pop(section, None)
+        else:
+            block[section] = value
+    else:
+        block[section] = {**(block.get(section) or {}), key: value}
+    info[INFO_KEY] = block
+    ds.info = info
+    ds.save()
+
+
+def record_run(samples, label_field: str, run: Dict[str, Any]) -> None:
+    """Store the record of the run writing ``label_field``."""
+    set_info(samples, "runs", label_field, dict(run))
+
+
+def get_run(samples, label_field: str) -> Optional[Dict[str, Any]]:
+    """The record of the last ovsam run that wrote ``label_field``, if any."""
+    return (get_info(samples, "runs") or {}).get(label_field)
