@@ -48,6 +48,7 @@ from .prelabel import (AUTO_MODES, AutoSettings, LabeledObject, PrelabelResult, 
                        label_queries, prelabel)
 from .jobs import BatchReport, Journal, run_batch
 from .serving import BytesLRU, JobQueue, LazyModel, Metrics, parse_bool, rss_bytes, dataclass_from_env, dataclass_to_env
+from .labelchoice import choose_label
 from .safe_download import DownloadError, RefusedSource, check_public, host_port, safe_download
 from .masks import (MaskPolygons, crop_iou, crop_to_rle, mask_box, mask_to_polygons, polygon_to_mask,
                     resize_nearest, tight_crop)
@@ -77,7 +78,7 @@ __all__ = [
     "AUTO_MODES", "AutoSettings", "LabeledObject", "PrelabelResult", "coco_annotations", "instance_image",
     "label_queries", "prelabel", "BatchReport", "Journal", "run_batch",
     "BytesLRU", "JobQueue", "LazyModel", "Metrics", "parse_bool", "rss_bytes", "dataclass_from_env", "dataclass_to_env",
-    "DownloadError", "RefusedSource", "check_public", "host_port", "safe_download",
+    "choose_label", "DownloadError", "RefusedSource", "check_public", "host_port", "safe_download",
     "MaskPolygons", "crop_iou", "crop_to_rle", "mask_box", "mask_to_polygons", "polygon_to_mask",
     "resize_nearest", "tight_crop",
 ]

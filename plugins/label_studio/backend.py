@@ -5,25 +5,26 @@ loads on first use (or in the background, ``warmup``); model calls are serialise
 """
 from __future__ import annotations
 
+import json
 import logging
-import queue
 import threading
 import time
-from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ovsam_core import (ImageError, ImageTooLargeError, LoadedImage, PromptError, PrototypeSet, PrototypeStore,
-                        __version__, blend_probabilities, load_image_limited, region_descriptor)
+from ovsam_core import (BytesLRU, ImageError, JobQueue, choose_label, ImageTooLargeError, LazyModel, LoadedImage, Metrics, PromptError,
+                        PrototypeSet, PrototypeStore, __version__, blend_probabilities, load_image_limited,
+                        region_descriptor, rss_bytes)
 
 from . import outputs
-from .choice import choose_label
-from .errors import BackendError, Metrics, _rss_bytes, project_key  # noqa: F401 - BackendError, project_key re-exported
+from .auto import late_note, prelabel_task
+from .errors import BackendError, project_key  # noqa: F401 - BackendError, project_key re-exported
 from .fetch import ImageFetchError, ImageFetcher
 from .learning import LearningMixin
 from .labels import LabelConfigError, LabelMapper, ProjectConfig, ProjectLabel, parse_label_config
-from .regions import PromptRegion, RegionError, batch_prompts, interactive_prompt, region_kind
+from .regions import PromptRegion, RegionError, batch_prompts, interactive_prompt, prompt_source, region_kind
 
 log = logging.getLogger("ovsam.label_studio")
 
@@ -42,20 +43,16 @@ class Backend(LearningMixin):
 
     def __init__(self, settings, predictor=None, fetcher: Optional[ImageFetcher] = None) -> None:
         self.s = settings
-        self._predictor = predictor
-        self._load_lock = threading.Lock()
-        self._load_error: Optional[str] = None
+        self._model = LazyModel(self._load, predictor)
         self.model_lock = threading.Lock()
         self.fetcher = fetcher or ImageFetcher(settings)
         self.metrics = Metrics()
         self.store = PrototypeStore(settings.db_path, settings.max_prototypes) if settings.learn else None
         self._protos: Dict[str, Tuple[int, PrototypeSet]] = {}
         self._protos_lock = threading.Lock()
-        self._images: "OrderedDict[str, LoadedImage]" = OrderedDict()
-        self._images_bytes = 0
-        self._images_lock = threading.Lock()
-        self._queue: "queue.Queue[Optional[Tuple[str, Any]]]" = queue.Queue(maxsize=256)
-        self._worker: Optional[threading.Thread] = None
+        self._images: BytesLRU[LoadedImage] = BytesLRU(settings.image_cache_bytes, lambda im: im.rgb.nbytes)
+        self._jobs = JobQueue(self._run_job, 256, self._job_failed)  # learning (webhooks)
+        self._params: Dict[str, Dict[str, Any]] = {}  # project -> extra_params
 
     # ================================================================== model
     @property
@@ -65,59 +62,45 @@ class Backend(LearningMixin):
 
     @property
     def loaded(self) -> bool:
-        return self._predictor is not None
+        return self._model.value is not None
+
+    @property
+    def _predictor(self):
+        return self._model.value
+
+    def _load(self):
+        from ovsam_core import Predictor
+
+        log.info("loading model %s on %s", self.s.model, self.s.device)
+        p = Predictor(self.s.model, weights_dir=self.s.weights_dir, weights=self.s.weights, device=self.s.device,
+                      dtype=self.s.dtype, cache_bytes=self.s.cache_bytes, download=self.s.download, progress=False)
+        log.info("model %s loaded", self.s.model)
+        return p
 
     def predictor(self):
         """The :class:`ovsam_core.Predictor`, loaded on first use (once per process)."""
-        if self._predictor is not None:
-            return self._predictor
-        with self._load_lock:
-            if self._predictor is None:
-                from ovsam_core import Predictor
-
-                t0 = time.time()
-                log.info("loading model %s on %s", self.s.model, self.s.device)
-                try:
-                    self._predictor = Predictor(self.s.model, weights_dir=self.s.weights_dir, weights=self.s.weights,
-                                                device=self.s.device, dtype=self.s.dtype,
-                                                cache_bytes=self.s.cache_bytes, download=self.s.download,
-                                                progress=False)
-                except Exception as e:  # noqa: BLE001 - reported on /health and to Label Studio
-                    self._load_error = f"{type(e).__name__}: {e}"
-                    raise BackendError(f"the model {self.s.model!r} could not be loaded: {e}", 503) from None
-                self._load_error = None
-                self.metrics.add("model_load_seconds", time.time() - t0)
-                log.info("model %s loaded in %.1f s", self.s.model, time.time() - t0)
-        return self._predictor
+        try:
+            return self._model.get()
+        except Exception as e:  # noqa: BLE001 - reported on /health and to Label Studio
+            raise BackendError(f"the model {self.s.model!r} could not be loaded: {e}", 503) from None
 
     def warmup(self) -> threading.Thread:
         """Load the model in a background thread (call after the worker process has started)."""
-
-        def run() -> None:
-            try:
-                self.predictor()
-            except BackendError as e:
-                log.error("%s", e)
-
-        t = threading.Thread(target=run, name="ovsam-warmup", daemon=True)
-        t.start()
-        return t
+        return self._model.start(lambda e: log.error("the model %r could not be loaded: %s", self.s.model, e))
 
     def status(self) -> Dict[str, Any]:
         return {"status": "UP", "model_class": "ovsam", "model": self.s.model, "model_loaded": self.loaded,
-                "model_version": self.model_version, **({"model_error": self._load_error} if self._load_error else {})}
+                "model_version": self.model_version, **({"model_error": self._model.error} if self._model.error else {})}
 
     # ================================================================== images
     def load_task_image(self, ref: Any, task_id: Optional[int]) -> LoadedImage:
         if not isinstance(ref, str):
             raise ImageFetchError(f"the task's image value must be a URL string, got {type(ref).__name__}", 422)
         key = f"{task_id}|{ref}" if "://" in ref and not ref.startswith("http") else ref
-        with self._images_lock:
-            hit = self._images.get(key)
-            if hit is not None:
-                self._images.move_to_end(key)
-                self.metrics.add("image_cache_hits")
-                return hit
+        hit = self._images.get(key)
+        if hit is not None:
+            self.metrics.add("image_cache_hits")
+            return hit
         data = self.fetcher.fetch(ref, task_id)
         try:
             img = load_image_limited(data, self.s.max_image_pixels, self.s.max_image_bytes)
@@ -125,25 +108,52 @@ class Backend(LearningMixin):
             raise ImageFetchError(f"{e} (OVSAM_LS_MAX_IMAGE_PIXELS)", 413) from None
         except ImageError as e:
             raise ImageFetchError(f"unreadable image: {e}", 422) from None
-        nbytes = img.rgb.nbytes
-        if nbytes <= self.s.image_cache_bytes // 2:
-            with self._images_lock:
-                self._images[key] = img
-                self._images_bytes += nbytes
-                while self._images_bytes > self.s.image_cache_bytes and self._images:
-                    _, old = self._images.popitem(last=False)
-                    self._images_bytes -= old.rgb.nbytes
+        self._images.put(key, img)
         return img
 
     # ================================================================== protocol: setup
-    def setup(self, payload: Mapping) -> Dict[str, Any]:
+    def setup(self, payload: Mapping, persist: bool = True) -> Dict[str, Any]:
+        """Check the label config; keep the project's ``extra_params`` (pre-labelling choices)."""
         schema = payload.get("schema") or payload.get("label_config")
         if schema:
             try:
                 parse_label_config(schema)
             except LabelConfigError as e:
                 raise BackendError(str(e), 400) from None
+        extra = payload.get("extra_params")
+        if isinstance(extra, str) and extra.strip():
+            try:
+                extra = json.loads(extra)
+            except ValueError as e:
+                raise BackendError(f"extra_params is not JSON: {e}", 400) from None
+        if extra and not isinstance(extra, Mapping):
+            raise BackendError('extra_params must be a JSON object, e.g. {"auto": "find", "points_per_side": 16}', 400)
+        try:
+            self.s.auto_settings(extra)
+        except ValueError as e:
+            raise BackendError(f"extra_params: {e}", 400) from None
+        if "project" in payload:
+            project = project_key(payload.get("project"))
+            self._params[project] = dict(extra or {})
+            if persist:
+                path = self._params_path(project)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(self._params[project]))
         return {"model_version": self.model_version}
+
+    def _params_path(self, project: str) -> Path:
+        return Path(self.s.model_dir) / "projects" / f"{int(project) if project.isdigit() else 0}.json"
+
+    def auto_settings(self, project: str):
+        """The :class:`ovsam_core.AutoSettings` of ``project`` (settings + its ``extra_params``)."""
+        extra = self._params.get(project)
+        if extra is None:
+            path = self._params_path(project)
+            extra = json.loads(path.read_text()) if path.is_file() else {}
+        try:
+            return self.s.auto_settings(extra)
+        except ValueError as e:
+            raise BackendError(f"extra_params: {e}", 400) from None
 
     # ================================================================== protocol: predict
     def predict(self, payload: Mapping) -> Dict[str, Any]:
@@ -176,7 +186,12 @@ class Backend(LearningMixin):
             self.metrics.add("interactive_requests")
         else:
             results = []
-            for task in tasks:
+            for n, task in enumerate(tasks):
+                late = late_note(t0, n, len(tasks), self.s.ml_timeout)
+                if late:
+                    results += [{"error": late, "task": t.get("id"), "model_version": self.model_version}
+                                for t in tasks[n:]]
+                    break
                 try:
                     results.append(self._batch(task, cfg, project))
                 except Exception as e:  # noqa: BLE001 - one bad task must not fail the batch
@@ -209,10 +224,17 @@ class Backend(LearningMixin):
         return self._task_result(regions, scores)
 
     def _batch(self, task: Mapping, cfg: ProjectConfig, project: str) -> Dict[str, Any]:
-        items, source = self._prompt_source(task)
+        items, source = prompt_source(task)
         if not items:
-            msg = ("no rectangles or keypoints in its annotations or predictions: nothing to segment (draw boxes or "
-                   "clicks, or import box predictions, then retrieve predictions again)")
+            auto = self.auto_settings(project)
+            if auto.mode != "off":
+                regions, scores = prelabel_task(self, task, cfg, auto)
+                if regions:
+                    return self._task_result(regions, scores)
+                msg = f"pre-labelling ({auto.mode}) found no object of the project's labels"
+            else:
+                msg = ("no rectangles or keypoints in its annotations or predictions: nothing to segment (draw boxes "
+                       "or clicks, or import box predictions, then retrieve predictions again)")
             log.info("task %s: %s", task.get("id"), msg)
             # no "result": Label Studio stores no (empty) prediction, so a later retrieval runs again
             return {"error": msg, "task": task.get("id"), "model_version": self.model_version}
@@ -238,25 +260,6 @@ class Backend(LearningMixin):
             return {"error": f"no region from the {n_prompts} prompts of {source}", "task": task.get("id"),
                     "model_version": self.model_version}
         return self._task_result(regions_all, scores_all)
-
-    def _prompt_source(self, task: Mapping) -> Tuple[List[Mapping], str]:
-        """Prompt regions of the newest annotation that has any, else of another model's prediction."""
-        def prompt_items(result) -> List[Mapping]:
-            return [it for it in (result or []) if isinstance(it, Mapping) and region_kind(it) in ("rectangle", "keypoint")]
-
-        anns = [a for a in (task.get("annotations") or []) if isinstance(a, Mapping) and not a.get("was_cancelled")]
-        anns.sort(key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""), reverse=True)
-        for a in anns:
-            items = prompt_items(a.get("result"))
-            if items:
-                return items, f"annotation {a.get('id')}"
-        for p in task.get("predictions") or []:
-            if not isinstance(p, Mapping) or str(p.get("model_version", "")).startswith("ovsam-"):
-                continue
-            items = prompt_items(p.get("result"))
-            if items:
-                return items, f"prediction {p.get('id')} ({p.get('model_version')})"
-        return [], ""
 
     def _image_for(self, task: Mapping, cfg: ProjectConfig, to_name: str) -> LoadedImage:
         key = cfg.image_key(to_name)
@@ -342,7 +345,6 @@ class Backend(LearningMixin):
             p_text = np.zeros(len(mapper.labels)) if no_text else mapper.label_probs(o.top_k)
             sims = pset.similarities(d) if d is not None else {}
             obj_scores = []
-            polys = cover = None
             for c in controls:
                 names = [lab.name for lab in labels_by_control[c.name]]
                 choice = choose_label(names, mapper, p_text, sims, p.label if interactive else None, top_k=self.s.top_k,
@@ -352,49 +354,34 @@ class Backend(LearningMixin):
                              "or annotate a few objects)", task.get("id"), c.name)
                     continue
                 label, score, top = choice
-                meta = outputs.region_meta(top, o.top_k if self.s.vocab else None)
-                if c.kind == "brush":
-                    regions.append(outputs.region(c, outputs.brush_value(o.mask), label, w, h, score, meta))
-                elif c.kind == "polygon":
-                    if polys is None:
-                        polys, cover = outputs.polygon_values(o.mask, w, h)
-                        if cover.dropped_parts:
-                            log.info("task %s: polygons of %s (smaller parts are in the brush output)",
-                                     task.get("id"), cover.describe())
-                    pmeta = meta if not cover.dropped_parts else {**meta, "text": [meta["text"][0] + "; polygons: "
-                                                                                    + cover.describe()],
-                                                                  "polygon_coverage": round(cover.coverage, 4)}
-                    for pv in polys:
-                        regions.append(outputs.region(c, pv, label, w, h, score, pmeta))
-                elif c.kind == "rectangle":
-                    regions.append(outputs.region(c, outputs.rectangle_value(o.bbox_xyxy, w, h), label, w, h, score, meta))
+                out, note = outputs.object_regions(c, o.mask, o.bbox_xyxy, label, w, h, score,
+                                                   outputs.region_meta(top, o.top_k if self.s.vocab else None))
+                if note:
+                    log.info("task %s: polygons of %s (smaller parts are in the brush output)", task.get("id"), note)
+                regions += out
                 obj_scores.append(score)
             if obj_scores:
                 scores.append(float(np.mean(obj_scores)))
         self.metrics.add("regions", len(regions))
         return regions, scores
 
-    def _blend(self, p: np.ndarray, sims: Sequence[Optional[float]]) -> np.ndarray:
-        """:func:`ovsam_core.blend_probabilities` with the configured prototype weight."""
+    def _blend(self, p: np.ndarray, sims: Sequence[Optional[float]]) -> np.ndarray:  # with the configured weight
         return blend_probabilities(p, sims, self.s.prototype_weight)
 
     # ================================================================== metrics
     def metrics_json(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"model": self.s.model, "model_version": self.model_version, "model_loaded": self.loaded,
                                "uptime_seconds": round(time.time() - self.metrics.started, 3),
-                               "rss_bytes": _rss_bytes(), "counters": self.metrics.snapshot(),
-                               "learning_queue": self._queue.qsize()}
+                               "rss_bytes": rss_bytes(), "counters": self.metrics.snapshot(),
+                               "learning_queue": self._jobs.qsize()}
         if self._predictor is not None:
             cache = self._predictor.cache
             out["embedding_cache"] = {"entries": len(cache), "bytes": int(cache.nbytes),
                                       "encoder_calls": int(self._predictor.encoder_calls)}
-        with self._images_lock:
-            out["image_cache"] = {"entries": len(self._images), "bytes": self._images_bytes}
+        out["image_cache"] = {"entries": len(self._images), "bytes": self._images.nbytes}
         if self.store is not None:
             out["prototypes"] = self.store.counts()
         return out
 
     def close(self) -> None:
-        if self._worker is not None and self._worker.is_alive():
-            self._queue.put(None)
-            self._worker.join(timeout=5)
+        self._jobs.close()

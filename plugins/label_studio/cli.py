@@ -72,22 +72,53 @@ def register(subparsers) -> None:
     c.add_argument("--label-studio-url", help="Label Studio's URL (env LABEL_STUDIO_URL)")
     c.set_defaults(func=_connect)
 
+    pl = sub.add_parser("prelabel", help="push predictions for every task of a project (large projects; resumable)",
+                        description="Predicts every task of a project that has no prediction of this model version "
+                                    "yet and posts it to Label Studio, with a progress bar. Safe to stop and start "
+                                    "again: finished tasks are skipped, no prediction is written twice. Tasks with "
+                                    "boxes/clicks are segmented from them; the others are pre-labelled with the "
+                                    "project's labels (--auto). For projects where 'Retrieve predictions' would "
+                                    "outlast Label Studio's ML_TIMEOUT_PREDICT (100 s).")
+    pl.add_argument("--url", "--label-studio-url", dest="label_studio_url", help="Label Studio's URL (env LABEL_STUDIO_URL)")
+    pl.add_argument("--api-key", "--token", dest="api_key",
+                    help="legacy token or personal access token (better: env LABEL_STUDIO_API_KEY; `ps` shows options)")
+    pl.add_argument("--project", type=int, required=True, help="project id (the number in /projects/<id>/)")
+    pl.add_argument("--auto", choices=["find", "everything", "off"], default=None,
+                    help="tasks without regions: find the project's labels (default), everything, or off")
+    pl.add_argument("--points-per-side", type=int, default=None, help="prompt grid per side (default 32)")
+    pl.add_argument("--min-score", type=float, default=None, help="minimum object score (default 0.5)")
+    for a in ("--model", "--vocab", "--device", "--weights-dir", "--weights", "--document-root"):
+        pl.add_argument(a, default=None, help="as for `serve`")
+    pl.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"], help="as for `serve`")
+    pl.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pl.set_defaults(func=_prelabel)
+
+
+def _prelabel(args: argparse.Namespace) -> int:
+    """Token from LABEL_STUDIO_API_KEY only (not the command line, where `ps` shows it)."""
+    from .push import prelabel_project
+    from .settings import settings_from_env
+
+    s = settings_from_env(model=args.model, vocab=args.vocab, device=args.device, dtype=args.dtype,
+                          weights_dir=args.weights_dir, weights=args.weights, document_root=args.document_root,
+                          label_studio_url=args.label_studio_url, api_key=args.api_key, learn=False)
+    params = {"auto": args.auto, "points_per_side": args.points_per_side, "min_score": args.min_score}
+    report = prelabel_project(s, args.project, params, show_progress=not args.no_progress)
+    print(f"project {args.project}: {report.summary('task')}")
+    return 0 if not report.failed else 1
+
 
 def _connect(args: argparse.Namespace) -> int:
     from .connect import connect
 
-    settings = _settings_for_connect(args)
+    from .settings import settings_from_env
+
+    settings = settings_from_env(model=args.model, label_studio_url=args.label_studio_url)
     labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
     out = connect(settings, args.folder, args.backend_url, labels, args.title)
     print(f"project {out['project']}: {out['tasks']} images, labels {', '.join(out['labels'])}; backend connected")
     print(f"open {out['url']}, click a task, then click an object with the keypoint tool (Auto-Annotation on)")
     return 0
-
-
-def _settings_for_connect(args: argparse.Namespace):
-    from .settings import settings_from_env
-
-    return settings_from_env(model=args.model, label_studio_url=args.label_studio_url)
 
 
 def _settings(args: argparse.Namespace):

@@ -27,29 +27,9 @@ def label_config(labels: Sequence[str]) -> str:
             f"  <BrushLabels name=\"brush\" toName=\"image\">{lab}</BrushLabels>\n</View>")
 
 
-class _Api:
-    def __init__(self, settings) -> None:
-        import requests
-
-        from .fetch import ImageFetcher
-
-        self.base = settings.label_studio_url.rstrip("/")
-        self._fetcher = ImageFetcher(settings)  # its token handling (legacy or personal access token)
-        self._http = requests.Session()
-
-    def __call__(self, method: str, path: str, data: Any = None) -> Any:
-        headers = {"Authorization": self._fetcher._auth_header() or ""}
-        r = self._http.request(method, self.base + path, json=data, headers=headers, timeout=60)
-        if r.status_code >= 400:
-            raise ValueError(f"Label Studio answered {r.status_code} to {method} {path}: {r.text[:300]}")
-        return r.json() if r.content else None
-
-
 def connect(settings, images: Path, backend_url: str, labels: Optional[Sequence[str]] = None,
             title: str = "ovsam", document_root: Optional[str] = None) -> Dict[str, Any]:
     """Create the project, import ``images``, connect the backend; returns ids and URLs."""
-    if not settings.label_studio_url:
-        raise ValueError("set LABEL_STUDIO_URL (e.g. http://127.0.0.1:8080) and LABEL_STUDIO_API_KEY")
     root = Path(document_root or os.environ.get("LOCAL_FILES_DOCUMENT_ROOT") or "").resolve()
     folder = images.resolve()
     if not os.environ.get("LOCAL_FILES_DOCUMENT_ROOT") and not document_root:
@@ -65,7 +45,9 @@ def connect(settings, images: Path, backend_url: str, labels: Optional[Sequence[
 
         vocab = settings.vocab or get_model_spec(settings.model).vocabulary
         labels = list(dict.fromkeys(load_vocabulary(vocab).display_names()))
-    api = _Api(settings)
+    from .push import LabelStudioApi
+
+    api = LabelStudioApi(settings)
     pid = api("POST", "/api/projects", {"title": title, "label_config": label_config(labels)})["id"]
     api("POST", "/api/storages/localfiles", {"project": pid, "path": str(folder), "use_blob_urls": True,
                                              "title": "ovsam images"})

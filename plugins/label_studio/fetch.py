@@ -25,20 +25,18 @@ refresh token) is exchanged at ``/api/token/refresh`` for a short-lived access t
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from pathlib import Path
 from typing import Optional, Tuple
-from urllib.parse import parse_qs, quote, urljoin, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
-from ovsam_core import (ImageTooLargeError, UnsafeSourceError, decode_data_url, is_public_address,
-                        safe_join as core_safe_join)
+from ovsam_core import (DownloadError, ImageTooLargeError, RefusedSource, UnsafeSourceError, decode_data_url,
+                        host_port, safe_download, safe_join as core_safe_join)
 
 log = logging.getLogger("ovsam.label_studio")
 
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob", "azure-spi", "gcs")
-MAX_REDIRECTS = 3
 
 
 class ImageFetchError(Exception):
@@ -55,12 +53,6 @@ class ForbiddenImageSource(ImageFetchError):
     def __init__(self, message: str) -> None:
         super().__init__(message, 403)
         log.warning("image source %s", message)
-
-
-def _host_port(url: str) -> Tuple[str, int]:
-    p = urlparse(url)
-    port = p.port or (443 if p.scheme == "https" else 80)
-    return (p.hostname or "").lower(), port
 
 
 def is_jwt(token: str) -> bool:
@@ -157,23 +149,11 @@ class ImageFetcher:
         return self.s.label_studio_url.rstrip("/")
 
     def _is_ls(self, url: str) -> bool:
-        return bool(self.s.label_studio_url) and _host_port(url) == _host_port(self.s.label_studio_url)
+        return bool(self.s.label_studio_url) and host_port(url) == host_port(self.s.label_studio_url)
 
-    def _allowed(self, url: str) -> bool:
-        host, port = _host_port(url)
-        return host in self.s.allowed_hosts or f"{host}:{port}" in self.s.allowed_hosts
-
-    def _check_public(self, url: str) -> None:
-        host, port = _host_port(url)
-        if not host:
-            raise ForbiddenImageSource("refused: URL without a host")
-        try:
-            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-        except socket.gaierror:
-            raise ImageFetchError(f"cannot resolve host {host!r}", 422) from None
-        for info in infos:
-            if not is_public_address(info[4][0]):
-                raise ForbiddenImageSource(f"refused: {host} resolves to a non-public address")
+    def _trusted(self, url: str) -> bool:
+        host, port = host_port(url)
+        return self._is_ls(url) or host in self.s.allowed_hosts or f"{host}:{port}" in self.s.allowed_hosts
 
     def _from_label_studio(self, path: str, presign: bool = False) -> bytes:
         return self._http(self._ls_base() + path, presign=presign)
@@ -198,57 +178,17 @@ class ImageFetcher:
         return f"Bearer {access}"
 
     def _http(self, url: str, presign: bool = False) -> bytes:
-        origin_ls = self._is_ls(url)
-        if not origin_ls and not self._allowed(url):
-            raise ForbiddenImageSource(
-                f"refused: {_host_port(url)[0] or url[:80]} is not Label Studio's host nor in OVSAM_LS_ALLOWED_HOSTS")
-        retried = False
-        for _ in range(MAX_REDIRECTS + 1):
-            headers = {"User-Agent": "ovsam-label-studio"}
-            is_ls = self._is_ls(url)
-            if is_ls:
-                auth = self._auth_header(force_refresh=retried)
-                if auth:
-                    headers["Authorization"] = auth
-            try:
-                r = self.session.get(url, headers=headers, stream=True, timeout=self.s.fetch_timeout,
-                                     allow_redirects=False)
-            except Exception as e:  # noqa: BLE001 - requests' many connection errors
-                raise ImageFetchError(f"cannot download the image from {_host_port(url)[0]}: {type(e).__name__}", 502) from None
-            try:
-                if r.status_code in (301, 302, 303, 307, 308):
-                    nxt = urljoin(url, r.headers.get("Location", ""))
-                    if not nxt.startswith(("http://", "https://")):
-                        raise ForbiddenImageSource("refused: redirect to a non-http URL")
-                    if self._is_ls(nxt) or self._allowed(nxt):
-                        url = nxt
-                        continue
-                    if presign and is_ls and nxt.startswith("https://"):
-                        self._check_public(nxt)  # cloud storage: public https only
-                        url = nxt
-                        continue
-                    raise ForbiddenImageSource(f"refused: redirect to {_host_port(nxt)[0]}")
-                if r.status_code == 401 and is_ls and self.s.api_key and is_jwt(self.s.api_key) and not retried:
-                    retried = True
-                    continue
-                if r.status_code in (401, 403) and is_ls:
-                    raise ImageFetchError(
-                        f"Label Studio answered {r.status_code} for the image: set LABEL_STUDIO_API_KEY to a valid "
-                        "legacy token or personal access token", 502)
-                if r.status_code == 404:
-                    raise ImageFetchError("image not found (404)", 404)
-                if r.status_code >= 400:
-                    raise ImageFetchError(f"the image download failed with HTTP {r.status_code}", 502)
-                length = r.headers.get("Content-Length")
-                if length and length.isdigit() and int(length) > self.s.max_image_bytes:
-                    raise ImageFetchError(f"image is {length} bytes, over the {self.s.max_image_bytes} limit", 413)
-                chunks, total = [], 0
-                for chunk in r.iter_content(1 << 16):
-                    total += len(chunk)
-                    if total > self.s.max_image_bytes:
-                        raise ImageFetchError(f"image larger than {self.s.max_image_bytes} bytes", 413)
-                    chunks.append(chunk)
-                return b"".join(chunks)
-            finally:
-                r.close()
-        raise ImageFetchError("too many redirects", 502)
+        """:func:`ovsam_core.safe_download`: Label Studio's host and allowed hosts only, credentials
+        to Label Studio only, presigned cloud URLs to public https addresses."""
+        def auth(u: str, retry: bool) -> Optional[str]:
+            return self._auth_header(force_refresh=retry) if self._is_ls(u) else None
+
+        try:
+            return safe_download(url, session=self.session, trusted=self._trusted, auth=auth,
+                                 max_bytes=self.s.max_image_bytes, timeout=self.s.fetch_timeout,
+                                 open_redirect_https=presign, user_agent="ovsam-label-studio",
+                                 auth_hint="set LABEL_STUDIO_API_KEY to a valid legacy token or personal access token")
+        except RefusedSource as e:
+            raise ForbiddenImageSource(str(e)) from None
+        except DownloadError as e:
+            raise ImageFetchError(str(e), e.status) from None

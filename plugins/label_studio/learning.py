@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import threading
-import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -27,7 +24,7 @@ log = logging.getLogger("ovsam.label_studio")
 
 class LearningMixin:
     """Webhook and training handlers; needs ``s``, ``store``, ``metrics``, ``predictor()``,
-    ``model_lock``, ``model_key``, ``_image_for`` and the queue set up by ``Backend``."""
+    ``model_lock``, ``model_key``, ``_image_for`` and the job queue (``_jobs``) set up by ``Backend``."""
 
     # ================================================================== learning
     def webhook(self, payload: Mapping) -> Dict[str, Any]:
@@ -72,42 +69,22 @@ class LearningMixin:
         if not self.s.learn_async:
             n = getattr(self, "_job_" + kind)(*args)
             return {"status": "ok", "action": action, "prototypes": n}
-        self._ensure_worker()
-        try:
-            self._queue.put_nowait((kind, args))
-        except queue.Full:
+        if not self._jobs.put((kind, args)):
             self.metrics.add("webhooks_dropped")
             log.warning("learning queue full: %s dropped", action)
             return {"status": "dropped", "action": action}
         return {"status": "queued", "action": action}
 
-    def _ensure_worker(self) -> None:
-        if self._worker is not None and self._worker.is_alive():
-            return
-        with self._load_lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._work, name="ovsam-learn", daemon=True)
-                self._worker.start()
+    def _run_job(self, job: Tuple[str, Tuple]) -> None:
+        getattr(self, "_job_" + job[0])(*job[1])
 
-    def _work(self) -> None:
-        while True:
-            job = self._queue.get()
-            try:
-                if job is None:
-                    return
-                kind, args = job
-                getattr(self, "_job_" + kind)(*args)
-            except Exception as e:  # noqa: BLE001 - a bad annotation must not stop learning
-                self.metrics.add("learn_errors")
-                log.warning("learning failed: %s: %s", type(e).__name__, e)
-            finally:
-                self._queue.task_done()
+    def _job_failed(self, job: Any, e: Exception) -> None:
+        self.metrics.add("learn_errors")
+        log.warning("learning failed: %s: %s", type(e).__name__, e)
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait until queued learning jobs are done (tests, shutdown)."""
-        end = time.time() + timeout
-        while self._queue.unfinished_tasks and time.time() < end:
-            time.sleep(0.01)
+        self._jobs.flush(timeout)
 
     def _job_learn_tasks(self, project: str, config: str, tasks: Sequence[Mapping]) -> int:
         n = 0

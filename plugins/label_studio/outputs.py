@@ -80,6 +80,23 @@ def rectangle_value(box: Tuple[float, float, float, float], width: int, height: 
             "height": _pct(y1 - y0, height), "rotation": 0}
 
 
+def object_regions(control, mask: np.ndarray, box, label: str, width: int, height: int, score: float,
+                   meta: Dict[str, Any]) -> Tuple[List[Dict[str, Any]], Optional[str]]:
+    """The regions of one object (``mask`` (H, W) bool, ``box`` (x0, y0, x1, y1) pixels) in one
+    output ``control``: a brush RLE, its polygons (one per part) or its rectangle; and a note
+    when polygons leave small parts out (they stay in the brush output)."""
+    if control.kind == "brush":
+        return [region(control, brush_value(mask), label, width, height, score, meta)], None
+    if control.kind == "rectangle":
+        return [region(control, rectangle_value(box, width, height), label, width, height, score, meta)], None
+    polys, cover = polygon_values(mask, width, height)
+    note = None
+    if cover.dropped_parts:
+        note = cover.describe()
+        meta = {**meta, "text": [meta["text"][0] + "; polygons: " + note], "polygon_coverage": round(cover.coverage, 4)}
+    return [region(control, pv, label, width, height, score, meta) for pv in polys], note
+
+
 def region_meta(top: Sequence[Tuple[str, float]], vocabulary_top_k: Optional[Sequence[Tuple[str, float]]] = None
                 ) -> Dict[str, Any]:
     """A region's ``meta``: one line of text (shown by the editor), the project-label top-k and,

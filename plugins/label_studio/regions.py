@@ -138,6 +138,27 @@ def batch_prompts(items: Sequence[Mapping], width: int, height: int, to_name: st
     return out
 
 
+def prompt_source(task: Mapping) -> Tuple[List[Mapping], str]:
+    """Prompt regions (rectangles, keypoints) of the task's newest annotation that has any, else
+    of another model's prediction (never ovsam's own); and where they came from."""
+    def prompt_items(result) -> List[Mapping]:
+        return [it for it in (result or []) if isinstance(it, Mapping) and region_kind(it) in ("rectangle", "keypoint")]
+
+    anns = [a for a in (task.get("annotations") or []) if isinstance(a, Mapping) and not a.get("was_cancelled")]
+    anns.sort(key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""), reverse=True)
+    for a in anns:
+        items = prompt_items(a.get("result"))
+        if items:
+            return items, f"annotation {a.get('id')}"
+    for p in task.get("predictions") or []:
+        if not isinstance(p, Mapping) or str(p.get("model_version", "")).startswith("ovsam-"):
+            continue
+        items = prompt_items(p.get("result"))
+        if items:
+            return items, f"prediction {p.get('id')} ({p.get('model_version')})"
+    return [], ""
+
+
 # ------------------------------------------------------------------------------------- masks
 def polygon_mask(points_pct: Sequence[Sequence[float]], width: int, height: int) -> np.ndarray:
     """(H, W) bool of a polygon given in percent (:func:`ovsam_core.polygon_to_mask`: pixel centres

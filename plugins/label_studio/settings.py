@@ -5,14 +5,11 @@ so gunicorn workers, Docker and the CLI all configure the app the same way.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
-
-def _bool(v: str) -> bool:
-    return v.strip().lower() in ("1", "true", "yes", "on")
+from ovsam_core import dataclass_from_env, dataclass_to_env, parse_bool
 
 
 def _hosts(v: str) -> Tuple[str, ...]:
@@ -54,6 +51,11 @@ class Settings:
         learn_async: process webhooks in a background thread (Label Studio waits 1 s at most).
         warmup: start loading the model in the background when a worker starts.
         cache_bytes: embedding LRU size; image_cache_bytes: LRU of decoded images by URL.
+        auto / points_per_side / min_score: pre-labelling of tasks without regions (no prompts):
+            ``find`` (default: the project's labels are searched for), ``everything`` or ``off``;
+            a project's ``extra_params`` override them (:meth:`~.backend.Backend.auto_settings`).
+        ml_timeout: how long Label Studio waits for ``/predict`` (its ``ML_TIMEOUT_PREDICT``,
+            default 100 s); a batch running longer is cut and the log points to ``prelabel``.
     """
 
     model: str = "ovsam-lvis"
@@ -84,6 +86,10 @@ class Settings:
     cache_bytes: int = 2 * 1024 ** 3
     image_cache_bytes: int = 256 * 1024 ** 2
     download: bool = True
+    auto: str = "find"
+    points_per_side: int = 32
+    min_score: float = 0.5
+    ml_timeout: float = 100.0
     extra: Dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -97,6 +103,16 @@ class Settings:
             raise ValueError(f"LABEL_STUDIO_URL must start with http:// or https://, got {self.label_studio_url!r}")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS (or neither)")
+        self.auto_settings()  # a bad OVSAM_LS_AUTO / _POINTS_PER_SIDE / _MIN_SCORE fails at start
+
+    def auto_settings(self, extra_params: Optional[Mapping] = None):
+        """:class:`ovsam_core.AutoSettings` of these settings, overridden by a project's
+        ``extra_params`` (``auto``, ``points_per_side``, ``min_score`` ...); ``ValueError``
+        names a bad key and its valid values."""
+        from ovsam_core import AutoSettings
+
+        base = {"auto": self.auto, "points_per_side": self.points_per_side, "min_score": self.min_score}
+        return AutoSettings.parse({**base, **dict(extra_params or {})})
 
     @property
     def db_path(self) -> Path:
@@ -135,52 +151,26 @@ _ENV = {
     "BASIC_AUTH_PASS": ("basic_auth_pass", str),
     "OVSAM_LS_TOP_K": ("top_k", int),
     "OVSAM_LS_LABEL_SOURCE": ("label_source", str),
-    "OVSAM_LS_LEARN": ("learn", _bool),
+    "OVSAM_LS_LEARN": ("learn", parse_bool),
     "OVSAM_LS_PROTOTYPE_WEIGHT": ("prototype_weight", float),
     "OVSAM_LS_MAX_PROTOTYPES": ("max_prototypes", int),
-    "OVSAM_LS_LEARN_ASYNC": ("learn_async", _bool),
-    "OVSAM_LS_WARMUP": ("warmup", _bool),
+    "OVSAM_LS_LEARN_ASYNC": ("learn_async", parse_bool),
+    "OVSAM_LS_WARMUP": ("warmup", parse_bool),
     "OVSAM_LS_CACHE_BYTES": ("cache_bytes", int),
     "OVSAM_LS_IMAGE_CACHE_BYTES": ("image_cache_bytes", int),
-    "OVSAM_LS_DOWNLOAD": ("download", _bool),
+    "OVSAM_LS_DOWNLOAD": ("download", parse_bool),
+    "OVSAM_LS_AUTO": ("auto", str),
+    "OVSAM_LS_POINTS_PER_SIDE": ("points_per_side", int),
+    "OVSAM_LS_MIN_SCORE": ("min_score", float),
+    "ML_TIMEOUT_PREDICT": ("ml_timeout", float),
 }
 
 
 def settings_from_env(env: Optional[Mapping[str, str]] = None, **overrides) -> Settings:
     """Settings from environment variables (later names in :data:`_ENV` win), then ``overrides``."""
-    env = os.environ if env is None else env
-    kw: Dict[str, object] = {}
-    for name, (attr, parse) in _ENV.items():
-        value = env.get(name)
-        if value is None or value == "":
-            continue
-        try:
-            kw[attr] = parse(value)
-        except ValueError:
-            raise ValueError(f"bad value for {name}: {value!r}") from None
-    kw.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in fields(Settings)}
-    unknown = set(kw) - known
-    if unknown:
-        raise TypeError(f"unknown settings: {sorted(unknown)}")
-    return Settings(**kw)  # type: ignore[arg-type]
+    return dataclass_from_env(Settings, _ENV, env, **overrides)
 
 
 def settings_to_env(s: Settings) -> Dict[str, str]:
     """The ``OVSAM_LS_*`` / Label Studio environment that reproduces ``s`` (for worker processes)."""
-    out: Dict[str, str] = {}
-    seen = set()
-    for name, (attr, _) in reversed(list(_ENV.items())):
-        if attr in seen:
-            continue
-        seen.add(attr)
-        v = getattr(s, attr)
-        if v is None:
-            continue
-        if isinstance(v, bool):
-            out[name] = "true" if v else "false"
-        elif isinstance(v, tuple):
-            out[name] = ",".join(v)
-        else:
-            out[name] = str(v)
-    return out
+    return dataclass_to_env(s, _ENV)

@@ -93,8 +93,9 @@ class LabelStudio:
         return json.loads(raw) if raw else None
 
 
-def start_label_studio(workdir: Path, timeout: float = 240) -> LabelStudio:
-    """A Label Studio server on a copy of the pre-migrated data dir (or a fresh one: slower)."""
+def start_label_studio(workdir: Path, timeout: float = 240, env_extra: Optional[Dict[str, str]] = None) -> LabelStudio:
+    """A Label Studio server on a copy of the pre-migrated data dir (or a fresh one: slower);
+    ``env_extra``: more settings (e.g. ``ML_TIMEOUT_PREDICT``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     data, home, files = workdir / "ls-data", workdir / "ls-home", workdir / "ls-files"
     creds = DEFAULT_CREDENTIALS
@@ -109,6 +110,7 @@ def start_label_studio(workdir: Path, timeout: float = 240) -> LabelStudio:
     env.update(HOME=str(home), LABEL_STUDIO_BASE_DATA_DIR=str(data), LOCAL_FILES_SERVING_ENABLED="true",
                LOCAL_FILES_DOCUMENT_ROOT=str(files), USE_DEFAULT_BANNED_SUBNETS="false",
                LATEST_VERSION_CHECK="false", COLLECT_ANALYTICS="false", PYTHONUNBUFFERED="1")
+    env.update(env_extra or {})
     log_path = workdir / "label-studio.log"
     cmd = [str(LS_VENV / "bin" / "label-studio"), "start", "--no-browser", "--internal-host", "127.0.0.1",
            "--port", str(port), "--username", creds["username"], "--password", creds["password"],

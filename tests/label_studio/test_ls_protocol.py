@@ -213,7 +213,8 @@ def test_batch_each_output_type(client, predictor, output):
         check_region_common(reg)
 
 
-def test_batch_uses_other_models_predictions_not_its_own(client):
+def test_batch_uses_other_models_predictions_not_its_own(client_for):
+    client = client_for(auto="off")[0]
     cfg = config_xml(outputs=("rectangle",))
     theirs = {"id": 7, "model_version": "yolo-v8", "result": [rectangle((50, 70, 210, 230), W, H, from_name="box")]}
     ours = {"id": 8, "model_version": "ovsam-ovsam-test-labels-0.1.0",
@@ -224,8 +225,10 @@ def test_batch_uses_other_models_predictions_not_its_own(client):
     assert "result" not in r.get_json()["results"][0]  # its own earlier prediction is no prompt
 
 
-def test_batch_without_prompts_stores_nothing_and_logs_why(client, caplog):
-    """No "result" key: Label Studio stores no empty prediction (which would stop later retrievals)."""
+def test_batch_without_prompts_stores_nothing_and_logs_why(client_for, caplog):
+    """No "result" key: Label Studio stores no empty prediction (which would stop later retrievals);
+    here pre-labelling is off (OVSAM_LS_AUTO=off), see test_ls_prelabel.py for the default."""
+    client = client_for(auto="off")[0]
     with caplog.at_level(logging.INFO, logger="ovsam.label_studio"):
         r = client.post("/predict", json=predict_body([ls_task(task_id=5)], config_xml()))
     assert r.status_code == 200

@@ -1,11 +1,13 @@
-"""Which project label a segmented object gets: text evidence and prototypes, per output control."""
+"""Which of a host's labels a segmented object gets: text evidence and few-shot prototypes blended,
+the choice restricted to the labels one output (a host control) allows."""
 from __future__ import annotations
 
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ovsam_core import LabelMapper, blend_probabilities
+from .fewshot import blend_probabilities
+from .labelmap import LabelMapper
 
 
 def choose_label(names: Sequence[str], mapper: LabelMapper, p_text: np.ndarray, sims: Mapping[str, float],
