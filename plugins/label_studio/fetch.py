@@ -39,19 +39,15 @@ log = logging.getLogger("ovsam.label_studio")
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob", "azure-spi", "gcs")
 
 
-class ImageFetchError(Exception):
-    """An image that cannot be fetched; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
+#: an image that cannot be fetched; ``status`` is the HTTP status to answer with
+ImageFetchError = DownloadError
 
 
-class ForbiddenImageSource(ImageFetchError):
-    """A reference the backend refuses to follow (SSRF or path traversal); logged as a warning."""
+class ForbiddenImageSource(RefusedSource):
+    """A reference the backend refuses to follow (SSRF or path traversal, 403); logged as a warning."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, 403)
+        super().__init__(message)
         log.warning("image source %s", message)
 
 
@@ -189,6 +185,6 @@ class ImageFetcher:
                                  open_redirect_https=presign, user_agent="ovsam-label-studio",
                                  auth_hint="set LABEL_STUDIO_API_KEY to a valid legacy token or personal access token")
         except RefusedSource as e:
+            if isinstance(e, ForbiddenImageSource):
+                raise
             raise ForbiddenImageSource(str(e)) from None
-        except DownloadError as e:
-            raise ImageFetchError(str(e), e.status) from None

@@ -156,7 +156,8 @@ def start_backend(workdir: Path, env_extra: Dict[str, str], args=(), timeout: fl
 
 
 @contextmanager
-def label_studio_with_backend(workdir: Path, images: Dict[str, bytes]) -> Iterator[Tuple[LabelStudio, BackendProcess]]:
+def label_studio_with_backend(workdir: Path, images: Dict[str, bytes],
+                              backend_env: Optional[Dict[str, str]] = None) -> Iterator[Tuple[LabelStudio, BackendProcess]]:
     """A Label Studio server with ``images`` (relative path -> bytes) under its local-files root,
     and ``ovsam label-studio serve`` (tiny model, CPU) connected to it; both stopped at the end."""
     ls = start_label_studio(workdir)
@@ -166,7 +167,7 @@ def label_studio_with_backend(workdir: Path, images: Dict[str, bytes]) -> Iterat
             (ls.files_root / rel).parent.mkdir(parents=True, exist_ok=True)
             (ls.files_root / rel).write_bytes(data)
         be = start_backend(workdir, {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token,
-                                     "MODEL_DIR": str(workdir / "model")},
+                                     "MODEL_DIR": str(workdir / "model"), **(backend_env or {})},
                            ["--model", "ovsam-test", "--device", "cpu", "--log-level", "info"])
         yield ls, be
     finally:

@@ -130,7 +130,8 @@ def servers(tmp_path_factory):
     if not ls_available():
         pytest.skip("no Label Studio server venv: run .ci/setup-label-studio.sh")
     images = {"imgs/shapes.png": SHAPES.read_bytes(), "imgs/huge.png": png_header(50000, 50000)}
-    with label_studio_with_backend(tmp_path_factory.mktemp("ls-newcomer"), images) as both:
+    # pre-labelling off: these tests are about tasks without prompts (test_ls_prelabel.py has it on)
+    with label_studio_with_backend(tmp_path_factory.mktemp("ls-newcomer"), images, {"OVSAM_LS_AUTO": "off"}) as both:
         yield both
 
 
