@@ -242,6 +242,29 @@ class Controller:
         self.preview = None
 
     # ---------------------------------------------------------------- commits
+    def _paint(self, pv: Preview, lid: int) -> Tuple[List[_Part], int, Tuple[int, int, int, int]]:
+        """Write ``pv``'s mask into the labels as ``lid`` (tile by tile); returns the undo parts,
+        the painted area and its box (x0, y0, x1, y1)."""
+        parts: List[_Part] = []
+        area, box = 0, [math.inf, math.inf, -1, -1]          # y0, x0, y1, x1
+        for ty in range(pv.y0, pv.y1, TILE):
+            for tx in range(pv.x0, pv.x1, TILE):
+                ty1, tx1 = min(ty + TILE, pv.y1), min(tx + TILE, pv.x1)
+                m = pv.mask_tile(ty, ty1, tx, tx1)
+                if not m.any():
+                    continue
+                old = plane_bbox(self.labels, pv.plane, ty, ty1, tx, tx1)
+                painted = m if self.settings.paint_over else (m & (old == 0))
+                if not painted.any():
+                    continue
+                parts.append(_Part(ty, tx, painted.shape, np.packbits(painted), old[painted], lid, pv.plane))
+                old[painted] = lid
+                write_block(self.labels, pv.plane, ty, tx, old)
+                area += int(painted.sum())
+                c0, r0, c1, r1 = mask_box(painted)
+                box = [min(box[0], ty + r0), min(box[1], tx + c0), max(box[2], ty + r1), max(box[3], tx + c1)]
+        return parts, area, (int(box[1]), int(box[0]), int(box[3]), int(box[2])) if parts else (0, 0, 0, 0)
+
     def commit(self, class_name: Optional[str] = None) -> ObjectRecord:
         """Write the preview into the labels with a new id and record its class.
 
@@ -253,24 +276,7 @@ class Controller:
             raise ValueError("nothing to commit: add a point or a box that gives a non-empty mask")
         with self._lock:
             lid = self._next_id
-            parts: List[_Part] = []
-            area, box = 0, [math.inf, math.inf, -1, -1]          # y0, x0, y1, x1
-            for ty in range(pv.y0, pv.y1, TILE):
-                for tx in range(pv.x0, pv.x1, TILE):
-                    ty1, tx1 = min(ty + TILE, pv.y1), min(tx + TILE, pv.x1)
-                    m = pv.mask_tile(ty, ty1, tx, tx1)
-                    if not m.any():
-                        continue
-                    old = plane_bbox(self.labels, pv.plane, ty, ty1, tx, tx1)
-                    painted = m if self.settings.paint_over else (m & (old == 0))
-                    if not painted.any():
-                        continue
-                    parts.append(_Part(ty, tx, painted.shape, np.packbits(painted), old[painted]))
-                    old[painted] = lid
-                    write_block(self.labels, pv.plane, ty, tx, old)
-                    area += int(painted.sum())
-                    c0, r0, c1, r1 = mask_box(painted)
-                    box = [min(box[0], ty + r0), min(box[1], tx + c0), max(box[2], ty + r1), max(box[3], tx + c1)]
+            parts, area, box = self._paint(pv, lid)
             if not parts:
                 raise ValueError("the object lies entirely under committed objects; "
                                  "undo them or turn on 'paint over'")
@@ -280,34 +286,107 @@ class Controller:
             rec = ObjectRecord(
                 label_id=lid, class_name=name, score=float(scores.get(name, math.nan)),
                 suggested_class=pv.label, suggested_score=pv.score, choice=choice, top_k=pv.top_k,
-                area=area, bbox_xyxy=(int(box[1]), int(box[0]), int(box[3]), int(box[2])),
-                plane=pv.plane, prompt=pv.prompts.to_json())
+                area=area, bbox_xyxy=box, plane=pv.plane, prompt=pv.prompts.to_json())
             self.objects[lid] = rec
-            self._history.append(_Commit(rec, parts))
+            self._history.append(_Commit([rec], parts))
             self._next_id = lid + 1
             self.preview = None
             return rec
 
-    def undo(self) -> Optional[ObjectRecord]:
-        """Remove the last committed object (its pixels get their previous values back)."""
+    # ---------------------------------------------------------------- pre-labelling (no prompts)
+    def auto_region(self, plane: Sequence[int] = (), view: Optional[Tuple[float, float, float, float]] = None) -> Region:
+        """The region "Segment all" / "Find" label: the whole plane (whole-plane mode), else a
+        square around ``view`` ((y0, x0, y1, x1) plane pixels, e.g. the visible area) of at least
+        ``roi_size`` a side, read with a stride beyond ``max_read``."""
+        src, s = self._require_image(), self.settings
+        plane = src.check_plane(plane)
+        if self.region_mode() == "whole" or view is None:
+            view = (0.0, 0.0, float(src.height), float(src.width)) if self.region_mode() == "whole" else view
+            if view is None:
+                raise ValueError("a large image is labelled region by region: give the visible area")
+        y0, x0, y1, x1 = view
+        cy, cx, third = (y0 + y1) / 2, (x0 + x1) / 2, max(y1 - y0, x1 - x0) / 3  # plan_region adds 50 % context
+        return plan_region(plane, src.height, src.width, (cy - third, cx - third, cy + third, cx + third),
+                           whole=self.region_mode() == "whole", roi_size=s.roi_size, max_read=s.max_read,
+                           level_factors=src.level_factors())
+
+    def prelabel(self, auto, classes: Optional[Sequence[Any]] = None, plane: Sequence[int] = (),
+                 view: Optional[Tuple[float, float, float, float]] = None,
+                 progress: Optional[Callable[[int, int], None]] = None) -> List[Preview]:
+        """Objects of :func:`ovsam_core.prelabel` (``auto``: :class:`ovsam_core.AutoSettings`;
+        ``classes``: find mode's labels) on :meth:`auto_region`, as previews in plane pixels (best
+        first). Nothing is written: :meth:`commit_all` does that. ``progress`` may raise
+        :class:`ovsam_core.Cancelled`."""
+        from ovsam_core import load_image, prelabel
+
+        region = self.auto_region(plane, view)
+        img = load_image(self._require_image().read_rgb(region, self.settings.intensity))
+        res = prelabel(self.predictor, img, auto, classes, vocabulary=self.settings.vocabulary, progress=progress)
+        out = []
+        for o in res.objects:
+            crop, r0, c0 = tight_crop(o.mask)
+            if not crop.size:
+                continue
+            x, y = o.point   # region-read pixels -> plane data coordinates (row, col)
+            pts = ((region.y0 + y * region.step - 0.5, region.x0 + x * region.step - 0.5, 1),)
+            out.append(Preview(PromptSet(region.plane, pts), region, crop, region.y0 + r0 * region.step,
+                               region.x0 + c0 * region.step, o.label, float(o.score), tuple(o.object.top_k),
+                               quality=dict(o.object.quality), source=auto.mode))
+        return out
+
+    def _covered(self, pv: Preview) -> float:
+        """Fraction of ``pv``'s mask already labelled."""
+        hit = sum(int((pv.mask_tile(ty, min(ty + TILE, pv.y1), tx, min(tx + TILE, pv.x1))
+                       & (plane_bbox(self.labels, pv.plane, ty, min(ty + TILE, pv.y1), tx, min(tx + TILE, pv.x1)) != 0)).sum())
+                  for ty in range(pv.y0, pv.y1, TILE) for tx in range(pv.x0, pv.x1, TILE))
+        return hit / max(pv.area, 1)
+
+    def commit_all(self, previews: Sequence[Preview]) -> List[ObjectRecord]:
+        """Write objects (best first) as ONE undo step; returns their records. An object at least
+        half labelled already (by an earlier commit or a better object) is skipped; the others
+        fill only unlabelled pixels unless ``paint_over``."""
+        with self._lock:
+            recs: List[ObjectRecord] = []
+            parts: List[_Part] = []
+            for pv in previews:
+                if self._covered(pv) >= 0.5:
+                    continue
+                lid = self._next_id
+                p, area, box = self._paint(pv, lid)
+                if not p:
+                    continue
+                rec = ObjectRecord(label_id=lid, class_name=pv.label, score=pv.score, suggested_class=pv.label,
+                                   suggested_score=pv.score, choice=pv.source, top_k=pv.top_k, area=area,
+                                   bbox_xyxy=box, plane=pv.plane, prompt=pv.prompts.to_json())
+                self.objects[lid] = rec
+                recs.append(rec)
+                parts += p
+                self._next_id = lid + 1
+            if recs:
+                self._history.append(_Commit(recs, parts))
+            return recs
+
+    def undo(self) -> List[ObjectRecord]:
+        """Undo the last commit (one object, or all objects of one pre-labelling run): its pixels
+        get their previous values back. Returns the removed records (empty: nothing to undo)."""
         with self._lock:
             if not self._history:
-                return None
+                return []
             c = self._history.pop()
-            rec = c.record
-            for part in c.parts:
+            for part in reversed(c.parts):
                 h, w = part.shape
                 painted = part.painted_mask()
-                cur = plane_bbox(self.labels, rec.plane, part.y0, part.y0 + h, part.x0, part.x0 + w)
-                restore = painted & (cur == rec.label_id)
+                cur = plane_bbox(self.labels, part.plane, part.y0, part.y0 + h, part.x0, part.x0 + w)
+                restore = painted & (cur == part.label_id)
                 vals = np.zeros_like(cur)
                 vals[painted] = part.old
                 cur[restore] = vals[restore]
-                write_block(self.labels, rec.plane, part.y0, part.x0, cur)
-            self.objects.pop(rec.label_id, None)
-            if rec.label_id == self._next_id - 1:
-                self._next_id = rec.label_id
-            return rec
+                write_block(self.labels, part.plane, part.y0, part.x0, cur)
+            for rec in c.records:
+                self.objects.pop(rec.label_id, None)
+            if c.records and c.records[-1].label_id == self._next_id - 1:
+                self._next_id = c.records[0].label_id
+            return list(c.records)
 
     @property
     def can_undo(self) -> bool:
@@ -324,8 +403,7 @@ class Controller:
         new = replace(rec, class_name=name, score=float(scores.get(name, math.nan)), choice=choice)
         self.objects[label_id] = new
         for c in self._history:
-            if c.record.label_id == label_id:
-                c.record = new
+            c.records = [new if r.label_id == label_id else r for r in c.records]
         return new
 
     def features(self) -> Dict[str, np.ndarray]:

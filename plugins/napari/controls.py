@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import List
 
-from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, PushButton, Select,
-                              SpinBox)
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton,
+                              Select, SpinBox)
 
 DEFAULT_VOCAB = "model default"
 VOCABS = (DEFAULT_VOCAB, "coco", "lvis", "imagenet21k", "custom list", "file")
@@ -52,6 +52,14 @@ class SectionsMixin:
                     PushButton(name="undo_button", text="Undo (u)"),
                     PushButton(name="clear_button", text="Clear (Shift-C)")]),
                 _wrapping(Label(name="status", value=""))]),
+            ("Label everything (no prompts)", True, [
+                Container(name="auto_buttons", label=" ", layout="horizontal", labels=False, widgets=[
+                    PushButton(name="segment_all_button", text="Segment all"),
+                    PushButton(name="cancel_button", text="Cancel", enabled=False)]),
+                Container(name="find_row", label="find", layout="horizontal", labels=False, widgets=[
+                    LineEdit(name="find_text", value="", tooltip="classes to find, separated by commas, synonyms "
+                                                                 "joined by |, e.g. nucleus, mitochondrion|mito"),
+                    PushButton(name="find_button", text="Find")])]),
             ("Model and vocabulary", False, [
                 ComboBox(name="model", label="model", choices=models,
                          value="ovsam-lvis" if "ovsam-lvis" in models else models[0]),
@@ -63,7 +71,10 @@ class SectionsMixin:
                 FileEdit(name="vocab_file", label="vocab file", mode="r", filter="*.txt *.json *.yaml *.yml"),
                 ComboBox(name="recognition", label="recognition", choices=["model default", "head", "fused"],
                          value="model default"),
-                SpinBox(name="top_k", label="top-k", value=5, min=1, max=20)]),
+                SpinBox(name="top_k", label="top-k", value=5, min=1, max=20),
+                SpinBox(name="auto_points", label="points/side", value=16, min=4, max=64,
+                        tooltip="Segment all / Find: grid of points per side (more finds smaller objects, slower)"),
+                FloatSpinBox(name="auto_min_score", label="min score", value=0.5, min=0.0, max=1.0, step=0.05)]),
             ("Large images", False, [
                 ComboBox(name="region", label="region", choices=["auto", "whole", "roi"], value="auto",
                          tooltip="auto: the whole plane up to 2048 px a side, else a region of interest "

@@ -6,11 +6,31 @@ an exception in a Qt slot aborts the process under PyQt6).
 """
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional
 
 from qtpy.QtCore import QTimer
+
+
+class Steps:
+    """Progress of a cancellable job: the worker calls it with ``(done, total)`` (the core's
+    ``progress`` callback); it raises :class:`ovsam_core.Cancelled` once :meth:`cancel` was called."""
+
+    def __init__(self) -> None:
+        self.done, self.total = 0, 0
+        self.cancelled = threading.Event()
+
+    def __call__(self, done: int, total: int) -> None:
+        from ovsam_core import Cancelled
+
+        self.done, self.total = int(done), int(total)
+        if self.cancelled.is_set():
+            raise Cancelled("cancelled")
+
+    def cancel(self) -> None:
+        self.cancelled.set()
 
 
 class Jobs:
@@ -28,19 +48,29 @@ class Jobs:
         return bool(self._running)
 
     def submit(self, fn: Callable[[], Any], on_done: Callable[[Any], None], on_error: Callable[[BaseException], None],
-               desc: str) -> Future:
-        from napari.utils import progress
+               desc: str, steps: Optional[Steps] = None) -> Future:
+        """Run ``fn`` in the worker; ``steps`` (updated by ``fn``) drives the progress bar, whose
+        cancel button (napari's activity dock) cancels it."""
+        from napari.utils import cancelable_progress
 
-        pbar = progress(total=0, desc=desc)
+        pbar = cancelable_progress(total=0, desc=desc)
         fut = self._pool.submit(fn)
-        self._running.append((fut, on_done, on_error, pbar))
+        self._running.append((fut, on_done, on_error, pbar, steps))
         self._timer.start()
         return fut
 
     def _poll(self) -> None:
+        for _, _, _, pbar, steps in self._running:
+            if steps is None:
+                continue
+            if pbar.is_canceled:
+                steps.cancel()
+            if steps.total and (pbar.total, pbar.n) != (steps.total, steps.done):
+                pbar.total = steps.total
+                pbar.update(steps.done - pbar.n)
         finished = [item for item in self._running if item[0].done()]
         self._running = [item for item in self._running if not item[0].done()]
-        for fut, on_done, on_error, pbar in finished:
+        for fut, on_done, on_error, pbar, _ in finished:
             pbar.close()
             err = fut.exception()
             if err is not None:

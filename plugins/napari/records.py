@@ -31,6 +31,7 @@ class Preview:
     top_k: Tuple[Tuple[str, float], ...]
     label_path: Tuple[str, ...] = ()
     quality: Dict[str, float] = field(default_factory=dict)
+    source: str = "prompt"          # "prompt", or the pre-labelling mode ("everything" / "find")
 
     @property
     def plane(self) -> Tuple[int, ...]:
@@ -103,6 +104,8 @@ class _Part:
     shape: Tuple[int, int]
     painted: np.ndarray             # np.packbits of the bool tile of pixels set to the label
     old: np.ndarray                 # their values before the commit (1-D)
+    label_id: int = 0
+    plane: Tuple[int, ...] = ()
 
     def painted_mask(self) -> np.ndarray:
         n = self.shape[0] * self.shape[1]
@@ -111,7 +114,7 @@ class _Part:
 
 @dataclass
 class _Commit:
-    record: ObjectRecord
+    records: List[ObjectRecord]     # one object, or all objects of one pre-labelling run
     parts: List[_Part]
 
 
@@ -120,7 +123,14 @@ TILE = 1024
 
 
 FEATURE_COLUMNS = ("index", "class_name", "score", "suggested_class", "suggested_score", "choice",
-                   "top_k", "area", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "plane")
+                   "top_k", "area", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "plane", "point_x", "point_y")
+
+
+def _first_point(rec: ObjectRecord) -> Tuple[float, float]:
+    """(x, y) plane pixels of the record's first point (the grid point of a pre-labelled
+    object), NaN for a box-only prompt."""
+    pts = rec.prompt.get("points") or [[np.nan, np.nan]]
+    return float(pts[0][0]), float(pts[0][1])
 
 
 def features_table(records: Iterable[ObjectRecord]) -> Dict[str, np.ndarray]:
@@ -140,4 +150,6 @@ def features_table(records: Iterable[ObjectRecord]) -> Dict[str, np.ndarray]:
         "bbox_x1": np.array([r.bbox_xyxy[2] for r in recs], dtype=np.int64),
         "bbox_y1": np.array([r.bbox_xyxy[3] for r in recs], dtype=np.int64),
         "plane": np.array([",".join(map(str, r.plane)) for r in recs], dtype=object),
+        "point_x": np.array([_first_point(r)[0] for r in recs], dtype=float),
+        "point_y": np.array([_first_point(r)[1] for r in recs], dtype=float),
     }

@@ -24,7 +24,7 @@ from magicgui.widgets import Container  # noqa: E402
 from . import layers as L  # noqa: E402
 from .controller import NEGATIVE, POSITIVE, Controller, PromptSet, Settings, prompts_from_layers, source_from_layers  # noqa: E402
 from .controls import DEFAULT_VOCAB, VOCABS, SectionsMixin  # noqa: E402
-from .jobs import Jobs  # noqa: E402
+from .jobs import Jobs, Steps  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -74,6 +74,9 @@ class OVSAMWidget(SectionsMixin, Container):
         self.prompt_buttons.undo_button.changed.connect(lambda *_: self._guard(self.undo_commit))
         self.prompt_buttons.clear_button.changed.connect(lambda *_: self._guard(self.clear_prompts))
         self.export_button.changed.connect(lambda *_: self._guard(self.export_clicked))
+        self.segment_all_button.changed.connect(lambda *_: self._guard(self.segment_all))
+        self.find_button.changed.connect(lambda *_: self._guard(lambda: self.segment_all(self.find_text.value)))
+        self.cancel_button.changed.connect(lambda *_: self.cancel())
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.viewer.dims.events.current_step.connect(self._on_prompts_changed)
@@ -322,12 +325,13 @@ class OVSAMWidget(SectionsMixin, Container):
         self.status.value = f"committed #{rec.label_id}: {rec.class_name}"
 
     def undo_commit(self) -> None:
-        rec = self.controller.undo()
-        if rec is None:
+        recs = self.controller.undo()
+        if not recs:
             self.status.value = "nothing to undo"
             return
         self._refresh_objects()
-        self.status.value = f"undid #{rec.label_id} ({rec.class_name})"
+        self.status.value = "undid " + (f"#{recs[0].label_id} ({recs[0].class_name})" if len(recs) == 1
+                                        else f"{len(recs)} pre-labelled objects")
 
     def clear_prompts(self) -> None:
         self._muted = True
@@ -353,6 +357,74 @@ class OVSAMWidget(SectionsMixin, Container):
         layer = self.objects_layer
         layer.features = self.controller.features()
         layer.refresh()
+
+    # ------------------------------------------------------------------ label everything / find
+    def _visible_area(self):
+        """(y0, x0, y1, x1) of the image plane shown on the canvas (data pixels), or None."""
+        try:
+            h, w = self.viewer.window._qt_viewer.canvas.size   # private in napari 0.9; fall back to the ROI size
+            zoom, centre = self.viewer.camera.zoom, np.asarray(self.viewer.camera.center)[-2:]
+            corners = [self._image_layer.world_to_data(list(self.viewer.dims.point[:-2]) + list(centre + d))
+                       for d in (np.array([-h, -w]) / zoom / 2, np.array([h, w]) / zoom / 2)]
+            (y0, x0), (y1, x1) = (np.asarray(c)[-2:] for c in corners)
+            return (min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1))
+        except Exception:  # noqa: BLE001
+            return None
+
+    def segment_all(self, find: Optional[str] = None) -> None:
+        """Pre-label the current plane (or the visible area of a large image) with no prompts:
+        every object the vocabulary names, or (``find``) only the typed classes. Runs in the
+        worker with a progress bar; :meth:`cancel` stops it with the labels untouched; the
+        objects are committed as one undo step."""
+        from ovsam_core import AutoSettings, HostLabel, parse_vocabulary_text
+
+        if self._jobs.busy:
+            raise ValueError("ovsam is busy: wait for it or press Cancel")
+        classes = None
+        if find is not None:
+            names = parse_vocabulary_text(find)
+            if not isinstance(names, list):
+                raise ValueError("type the classes to find, separated by commas (synonyms joined by |)")
+            classes = [HostLabel(n.split(",")[0], n.split(",")[0], tuple(n.split(",")[1:])) for n in names]
+        if self.controller.source is None:
+            self.start_session()
+        auto = AutoSettings(mode="find" if classes else "everything", points_per_side=int(self.auto_points.value),
+                            min_score=float(self.auto_min_score.value))
+        plane, view, steps = self._current_plane(), self._visible_area(), Steps()
+        self._steps = steps
+
+        def done(previews):
+            self._end_auto("")
+            recs = self._guard(lambda: self.controller.commit_all(previews))
+            self._refresh_objects()
+            if recs is not None:
+                self.status.value = f"{auto.mode}: {len(recs)} objects" + (" (one undo: u)" if recs else "")
+
+        def failed(err):
+            from ovsam_core import Cancelled
+
+            if isinstance(err, Cancelled):
+                self._end_auto("cancelled: the labels are unchanged")
+            else:
+                self._end_auto("")
+                self._error(err)
+
+        self.cancel_button.enabled = True
+        self.status.value = f"{auto.mode}: running (Cancel stops it)"
+        self._jobs.submit(lambda: self.controller.prelabel(auto, classes, plane, view, steps), done, failed,
+                          f"ovsam: {'find' if classes else 'segment all'}", steps)
+
+    def cancel(self) -> None:
+        """Stop a running Segment all / Find at its next step (nothing is written)."""
+        steps = getattr(self, "_steps", None)
+        if steps is not None:
+            steps.cancel()
+
+    def _end_auto(self, status: str) -> None:
+        self._steps = None
+        self.cancel_button.enabled = False
+        if status:
+            self.status.value = status
 
     # ------------------------------------------------------------------ embeddings and export
     def embed_now_clicked(self) -> None:

@@ -188,13 +188,13 @@ def test_commit_undo_rename_and_features(settings, predictor, blobs_u16):
     assert feats["index"].tolist() == [1, 2] and feats["class_name"].tolist() == [pv.label, alt]
     assert json.loads(feats["top_k"][0])[0][0] == pv.label and feats["area"].tolist() == [pv.area, pv.area]
     # undo gives the pixels of object 1 back
-    assert ctl.undo().label_id == 2
+    assert [r.label_id for r in ctl.undo()] == [2]
     assert int((ctl.labels == 1).sum()) == pv.area and list(ctl.objects) == [1]
     ctl.predict(pv.prompts)
     rec3 = ctl.commit("  my own class ")
     assert rec3.label_id == 2 and rec3.class_name == "my own class" and rec3.choice == "typed" and np.isnan(rec3.score)
     assert ctl.rename(2, pv.label).choice == "suggested"
-    assert ctl.undo().label_id == 2 and ctl.undo().label_id == 1 and ctl.undo() is None
+    assert [r.label_id for r in ctl.undo()] == [2] and [r.label_id for r in ctl.undo()] == [1] and ctl.undo() == []
     assert not ctl.labels.any() and ctl.features()["index"].tolist() == []
 
 

@@ -1,0 +1,225 @@
+"""Pre-labelling with no prompts in napari: "Segment all" and "Find: [text]" in the dock widget of a
+real viewer (under Xvfb), with the trained ``ovsam-shapes`` on ``examples/scene.png`` (COCO ground
+truth ``examples/scene.json``; 4 objects, base classes only).
+
+What napari holds afterwards is read back and scored: the ``ovsam objects`` Labels layer's data
+(one id per instance) and its ``features`` (class, score, generating point) are decoded into
+instances and matched against the ground truth (``match_objects``: IoU >= 0.5 and the right
+class). Also: Find with one class finds only that class; Cancel mid-run leaves the layer as it
+was; one undo restores the layer as it was before the run; a slice of a stack is labelled on its
+own; the Qt thread keeps running (a QTimer keeps firing) while the model works; a screenshot of
+the viewer after "Segment all" is saved in the test's tmp_path (path printed;
+``OVSAM_TEST_ARTIFACTS=DIR`` keeps a copy).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("qtpy")
+pytest.importorskip("pytestqt")
+if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+    pytest.skip("no X server: install Xvfb and pytest-xvfb (.ci/setup-napari.sh)", allow_module_level=True)
+if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+    pytest.skip("Qt's offscreen platform cannot draw napari layers; run under Xvfb", allow_module_level=True)
+
+from ovsam_core.evaluation.auto import match_objects  # noqa: E402
+from ovsam_core.evaluation.metrics import mask_iou  # noqa: E402
+from ovsam_core.geometry import center_point  # noqa: E402
+
+from test_napari_semantic import BASE, SCENE, TRUTH, WIDGET  # noqa: E402
+
+RUN_TIMEOUT_MS = 300_000
+
+
+def _widget(viewer, image: np.ndarray, name: str = "scene"):
+    viewer.add_image(image, name=name, rgb=True)
+    _, w = viewer.window.add_plugin_dock_widget("ovsam", WIDGET)
+    w.set_options(model="ovsam-shapes", device="cpu", precision="fp32", vocabulary=BASE, top_k=3)
+    w.start_button.native.click()
+    return w
+
+
+def _scene() -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(SCENE) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _instances(data: np.ndarray, features) -> List[Tuple[int, str, float, np.ndarray]]:
+    """(label id, class, score, mask) of every object in a Labels layer's data + features."""
+    f = {k: list(np.asarray(features[k])) for k in ("index", "class_name", "score")}
+    return [(int(i), str(c), float(s), data == i) for i, c, s in zip(f["index"], f["class_name"], f["score"])]
+
+
+def score(data: np.ndarray, features, truth: Dict[str, np.ndarray]) -> Tuple[float, float]:
+    """(recall, precision) at IoU 0.5 with the right class of the layer's instances."""
+    inst = _instances(data, features)
+    assert sorted(int(v) for v in np.unique(data) if v) == sorted(i for i, *_ in inst), "ids without a features row"
+    m = match_objects([x[3] for x in inst], [x[1] for x in inst], [x[2] for x in inst],
+                      list(truth.values()), list(truth.keys()))
+    return float(m["gt_found"].mean()), float(m["tp"].sum() / max(len(inst), 1))
+
+
+def _run(qtbot, w, start) -> float:
+    """Start a run, wait for it with the Qt event loop running; returns its seconds."""
+    t0 = time.monotonic()
+    start()
+    assert w.busy, w.status.value
+    qtbot.waitUntil(lambda: not w.busy, timeout=RUN_TIMEOUT_MS)
+    return time.monotonic() - t0
+
+
+def test_score_fails_on_wrong_classes_or_masks():
+    """The scorer is able to fail: a wrong name or a displaced mask is no match."""
+    data = np.zeros(TRUTH["red circle"].shape, np.int32)
+    for i, name in enumerate(TRUTH, 1):
+        data[TRUTH[name]] = i
+    right = {"index": np.arange(1, 5), "class_name": np.array(list(TRUTH), object), "score": np.ones(4)}
+    assert score(data, right, TRUTH) == (1.0, 1.0)
+    wrong = dict(right, class_name=np.array(list(TRUTH)[::-1], object))
+    assert score(data, wrong, TRUTH) == (0.0, 0.0)
+    assert score(np.roll(data, 40, axis=1), right, TRUTH)[0] < 0.9
+
+
+def test_segment_all_names_every_object_in_one_undo_step(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.window.resize(1200, 760)
+    w = _widget(viewer, _scene())
+    layer = w.objects_layer
+
+    # one object clicked and committed first: the run must keep it, and its undo must not touch it
+    x, y = center_point(TRUTH["red circle"])
+    w.points_layer.add([y, x])
+    w.wait(300)
+    w.commit_object()
+    before, feats_before = np.array(layer.data, copy=True), {k: list(v) for k, v in layer.features.items()}
+    assert int(before.max()) == 1
+
+    ticks: List[float] = []
+    timer = _ticker(ticks)
+    seconds = _run(qtbot, w, w.segment_all_button.native.click)
+    timer.stop()
+    data = np.asarray(layer.data)
+    names = [ly.name for ly in viewer.layers]
+    assert names.count("ovsam objects") == 1 and sum(isinstance(ly, napari.layers.Labels) for ly in viewer.layers) == 2, names
+
+    # the Qt thread was not blocked: the click returned while the worker ran (``_run`` asserts
+    # ``busy`` right after it) and a 20 ms timer kept firing through the run
+    gaps = np.diff(ticks)
+    print(f"run {seconds:.2f} s; timer fired {len(ticks)} times, longest gap {gaps.max():.3f} s")
+    assert len(ticks) >= 3 and gaps.max() < max(1.0, seconds / 3)
+
+    recall, precision = score(data, layer.features, TRUTH)
+    print(f"Segment all: {len(layer.features['index'])} instances, recall {recall:.2f}, precision {precision:.2f}")
+    assert recall >= 0.9 and precision >= 0.85, (recall, precision, list(layer.features["class_name"]))
+    assert np.array_equal(data == 1, before == 1), "the committed object was painted over"
+
+    # class, score and the generating point of each pre-labelled object are in the features table
+    f = layer.features
+    auto = f[f["choice"] == "everything"]
+    assert len(auto) >= 3 and (auto["score"] > 0.5).all()
+    for _, row in auto.iterrows():
+        ys, xs = np.nonzero(data == row["index"])
+        assert xs.min() - 2 <= row["point_x"] <= xs.max() + 3 and ys.min() - 2 <= row["point_y"] <= ys.max() + 3, row
+
+    shot = tmp_path / "napari_segment_all.png"
+    viewer.screenshot(path=str(shot), canvas_only=False)
+    _check_picture(shot)
+    print(f"screenshot: {shot}")
+    if os.environ.get("OVSAM_TEST_ARTIFACTS"):
+        Path(os.environ["OVSAM_TEST_ARTIFACTS"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(os.environ["OVSAM_TEST_ARTIFACTS"]) / shot.name)
+
+    # ONE undo takes the whole run back, and only the run
+    w.prompt_buttons.undo_button.native.click()
+    assert np.array_equal(np.asarray(layer.data), before)
+    assert {k: list(v) for k, v in layer.features.items()} == feats_before
+
+
+def test_find_one_class_finds_only_it(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    w = _widget(viewer, _scene())
+    w.find_text.value = "green square"
+    _run(qtbot, w, w.find_button.native.click)
+    layer = w.objects_layer
+    names = list(layer.features["class_name"])
+    print("Find green square:", names, w.status.value)
+    assert names and set(names) == {"green square"}, names
+    assert set(layer.features["choice"]) == {"find"}
+    data = np.asarray(layer.data)
+    recall, precision = score(data, layer.features, {"green square": TRUTH["green square"]})
+    assert recall == 1.0 and precision >= 0.85, (recall, precision)
+
+
+def test_cancel_mid_run_leaves_the_labels_as_they_were(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    img = _scene()
+    old = np.zeros(img.shape[:2], np.int32)
+    old[5:25, 5:40] = 7      # an objects layer that existed before: its pixels must survive
+    viewer.add_labels(old.copy(), name="ovsam objects")
+    w = _widget(viewer, img)
+    layer = w.objects_layer
+    before = np.array(layer.data, copy=True)
+    assert np.array_equal(before, old)
+
+    w.set_options(auto_points=64)   # 4,096 grid points: many decode steps to cancel between
+    w.segment_all_button.native.click()
+    steps = w._steps
+    assert w.busy and w.cancel_button.enabled
+    qtbot.waitUntil(lambda: steps.done > 0, timeout=RUN_TIMEOUT_MS)
+    w.cancel_button.native.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=RUN_TIMEOUT_MS)
+    print(w.status.value)
+    print(f"cancelled after {steps.done} of {steps.total} grid points")
+    assert "cancelled" in w.status.value and not w.cancel_button.enabled and steps.done < steps.total
+    assert np.array_equal(np.asarray(layer.data), before)
+    assert len(layer.features) == 0 and not w.controller.objects and not w.controller.can_undo
+
+
+def test_a_stack_slice_is_labelled_on_its_own(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    img = _scene()
+    stack = np.stack([np.full_like(img, 255), img[:, ::-1]])   # slice 1: the scene mirrored
+    w = _widget(viewer, stack, "stack")
+    viewer.dims.set_current_step(0, 1)
+    w.find_text.value = "red circle, yellow star"
+    _run(qtbot, w, w.find_button.native.click)
+    layer = w.objects_layer
+    data = np.asarray(layer.data)
+    assert data.shape == stack.shape[:3] and not data[0].any()
+    truth = {n: TRUTH[n][:, ::-1] for n in ("red circle", "yellow star")}
+    recall, precision = score(data[1], layer.features, truth)
+    print(f"slice 1: {list(layer.features['class_name'])}, recall {recall:.2f}, precision {precision:.2f}")
+    assert recall == 1.0 and precision >= 0.85
+    assert set(layer.features["plane"]) == {"1"}
+    for name, mask in truth.items():   # the mirrored scene, not the original, was labelled
+        assert mask_iou(mask, TRUTH[name]) < 0.5
+
+
+def _ticker(ticks: List[float]):
+    from qtpy.QtCore import QTimer
+
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start()
+    return timer
+
+
+def _check_picture(path: Path) -> None:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    assert rgb.shape[0] >= 300 and rgb.shape[1] >= 400
+    assert len(np.unique(rgb.reshape(-1, 3)[::7], axis=0)) > 50 and rgb.std() > 10, "the screenshot looks blank"
