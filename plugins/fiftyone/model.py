@@ -78,7 +78,7 @@ class OVSAMModelConfig:
         device / dtype / weights_dir / weights / download: passed to the predictor.
         point_labels_attr: per-point attribute of a ``Keypoint`` with 1 (positive) / 0 (negative).
         classes / classes_field / auto_mode / points_per_side / min_score: prompt-free
-            labelling (no prompt field), see :func:`~ovsam_plugins.fiftyone.auto.label_everything`.
+            labelling (no prompt field), see :func:`~ovsam_plugins.fiftyone.labeling.label_everything`.
     """
 
     model: str = "ovsam-lvis"
