@@ -52,6 +52,15 @@ from .labelchoice import choose_label
 from .safe_download import DownloadError, RefusedSource, check_public, host_port, safe_download
 from .masks import (MaskPolygons, crop_iou, crop_to_rle, mask_box, mask_to_polygons, polygon_to_mask,
                     resize_nearest, tight_crop)
+from .labelvolume import ChunkedLabels, new_labels, pyramid
+from .planesource import ImageChannel, ImageSource
+from .planeprompts import Preview, PromptSet
+from .labelbook import LabelBook, ObjectRecord, features_table
+from .labelexport import export_all, read_coco, to_coco
+from .annotator import Annotator, AnnotatorSettings
+from .relative import (crop_in_pixels, pixels_to_relative, prompt_from_relative, prompt_result_box,
+                       relative_box_pixels, relative_iou, relative_mask)
+from .rates import detection_rates, label_accuracy, same_label
 
 __all__ = [
     "__version__", "ARCHS", "ArchConfig", "OVSAM_RN50X16", "OVSAM_TEST",
@@ -81,4 +90,8 @@ __all__ = [
     "choose_label", "DownloadError", "RefusedSource", "check_public", "host_port", "safe_download",
     "MaskPolygons", "crop_iou", "crop_to_rle", "mask_box", "mask_to_polygons", "polygon_to_mask",
     "resize_nearest", "tight_crop",
+    "ChunkedLabels", "new_labels", "pyramid", "ImageChannel", "ImageSource", "Preview", "PromptSet", "LabelBook",
+    "ObjectRecord", "features_table", "export_all", "read_coco", "to_coco", "Annotator", "AnnotatorSettings",
+    "crop_in_pixels", "pixels_to_relative", "prompt_from_relative", "prompt_result_box", "relative_box_pixels",
+    "relative_iou", "relative_mask", "detection_rates", "label_accuracy", "same_label",
 ]

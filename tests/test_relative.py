@@ -1,0 +1,61 @@
+"""Relative boxes/points/crops (as FiftyOne stores them) <-> the core's pixels (`ovsam_core.relative`)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ovsam_core import (PromptError, pixels_to_relative, prompt_from_relative, prompt_result_box, relative_box_pixels,
+                        relative_iou, relative_mask)
+from ovsam_core.masks import mask_box, tight_crop
+
+
+def test_box_round_trip_and_minimum_size():
+    assert relative_box_pixels(pixels_to_relative(3, 5, 13, 25, 40, 30), 40, 30) == (3, 5, 13, 25)
+    assert relative_box_pixels([0.5, 0.5, 0.0, 0.0], 40, 30) == (20, 15, 21, 16)
+
+
+def test_mask_crop_pasted_back_equals_the_original_mask():
+    rng = np.random.RandomState(0)
+    full = np.zeros((30, 40), bool)
+    full[4:20, 7:31] = rng.rand(16, 24) > 0.4
+    x0, y0, x1, y1 = mask_box(full)
+    box = pixels_to_relative(x0, y0, x1, y1, 40, 30)
+    crop = tight_crop(full)[0]
+    assert np.array_equal(relative_mask(box, crop, 40, 30), full)
+    # a crop at another resolution is stretched over its box; no crop fills the box
+    small = relative_mask(box, crop[::2, ::2], 40, 30)
+    assert small.sum() > 0 and not small[:, :x0].any() and not small[y1:].any()
+    assert relative_mask(box, None, 40, 30).sum() == (x1 - x0) * (y1 - y0)
+    # partly outside the image: clipped
+    assert relative_mask([0.9, 0.9, 0.5, 0.5], None, 40, 30).sum() == 4 * 3
+
+
+def test_iou_of_two_detections():
+    a = relative_mask([0.0, 0.0, 0.5, 0.5], None, 40, 30)
+    assert relative_iou([0, 0, 0.5, 0.5], None, [0, 0, 0.5, 0.5], None, 40, 30) == 1.0
+    iou = relative_iou([0, 0, 0.5, 0.5], None, [0.25, 0, 0.5, 0.5], None, 40, 30)
+    b = relative_mask([0.25, 0.0, 0.5, 0.5], None, 40, 30)
+    assert math.isclose(iou, (a & b).sum() / (a | b).sum())
+    assert relative_iou([0, 0, 0.2, 0.2], None, [0.5, 0.5, 0.2, 0.2], None, 40, 30) == 0.0
+
+
+def test_prompts_from_relative_coordinates():
+    p = prompt_from_relative(40, 30, box=[0.25, 0.5, 0.5, 0.25])
+    assert p.box == (10.0, 15.0, 30.0, 22.5)
+    p = prompt_from_relative(40, 30, points=[[0.5, 0.5], [float("nan"), float("nan")], [0.1, 0.2]], labels=[1, 1, 0])
+    assert p.points == ((20.0, 15.0), (4.0, 6.0)) and p.labels == (1, 0)
+    assert prompt_from_relative(40, 30, points=[[0.5, 0.5]]).labels == (1,)
+    for bad in (dict(points=[[None, None]]), dict(box=[0.1, 0.2]), dict(points=[[0.5, 0.5]], labels=[1, 0]),
+                dict(box=[1.5, 1.5, 0.1, 0.1])):
+        with pytest.raises(PromptError):
+            prompt_from_relative(40, 30, **bad)
+
+
+def test_result_box_falls_back_to_the_prompt():
+    box = prompt_from_relative(40, 30, box=[0.25, 0.5, 0.5, 0.25])   # (10, 15, 30, 22.5) pixels
+    assert prompt_result_box(box, (1, 2, 3, 4), 40, 30) == (1, 2, 3, 4)
+    assert prompt_result_box(box, None, 40, 30) == (10, 15, 30, 23)
+    pts = prompt_from_relative(40, 30, points=[[0.1, 0.1], [0.999, 0.999]], labels=[0, 1])
+    assert prompt_result_box(pts, None, 40, 30) == (39, 29, 40, 30)
