@@ -61,6 +61,8 @@ from .annotator import Annotator, AnnotatorSettings
 from .relative import (crop_in_pixels, pixels_to_relative, prompt_from_relative, prompt_result_box,
                        relative_box_pixels, relative_iou, relative_mask)
 from .rates import detection_rates, label_accuracy, same_label
+from .vocab_source import (VocabInput, embedded_source, vocabulary_from_record, vocabulary_record, vocabulary_size,
+                           vocabulary_source)
 
 __all__ = [
     "__version__", "ARCHS", "ArchConfig", "OVSAM_RN50X16", "OVSAM_TEST",
@@ -94,4 +96,5 @@ __all__ = [
     "ObjectRecord", "features_table", "export_all", "read_coco", "to_coco", "Annotator", "AnnotatorSettings",
     "crop_in_pixels", "pixels_to_relative", "prompt_from_relative", "prompt_result_box", "relative_box_pixels",
     "relative_iou", "relative_mask", "detection_rates", "label_accuracy", "same_label",
+    "VocabInput", "embedded_source", "vocabulary_from_record", "vocabulary_record", "vocabulary_size", "vocabulary_source",
 ]
