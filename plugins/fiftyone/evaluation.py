@@ -1,22 +1,11 @@
-"""``evaluate``: mask quality and recognition of ovsam labels against the prompts' ground truth.
+"""``evaluate``: mask quality and recognition of ovsam labels against ground truth.
 
-Two runs of FiftyOne's ``evaluate_detections(use_masks=True)`` (COCO-style matching on instance
-masks at one IoU threshold) separate the two ways a prompted open-vocabulary segmenter fails:
-
-* ``<eval_key>_mask`` with ``classwise=False``: a prediction matches a ground-truth object of
-  any class, so its precision/recall measure the masks, independent of naming;
-* ``<eval_key>_cls`` with ``classwise=True``: only same-label matches count (recognition and
-  masks together).
-
-For the recognition run TP/FP/FN are FiftyOne's counts (``<key>_tp``... summed). FiftyOne
-still marks a cross-class match of the ``classwise=False`` run as FP + FN, so for mask quality a
-TP is any matched prediction (its ``<key>_iou`` is set), FP the other predictions and FN the
-unmatched ground truth. Precision = TP / (TP + FP), recall = TP / (TP + FN). Because every
-prediction comes from one prompt, two
-numbers need no matching at all: ``miou``, the mean mask IoU of each prediction with the
-ground-truth object that prompted it (``prompt_id``), and the paper's **accuracy**: the share of
-objects whose top-1 label equals the label of their prompt (compared case-insensitively, ``_``
-read as a space), overall and per ground-truth class.
+Two runs of FiftyOne's ``evaluate_detections(use_masks=True)`` separate the two ways an
+open-vocabulary segmenter fails: ``<eval_key>_mask`` (``classwise=False``: a match of any class
+is a TP, FP the other predictions, FN the unmatched ground truth: the masks alone) and
+``<eval_key>_cls`` (``classwise=True``: FiftyOne's TP/FP/FN; with ``compute_mAP`` its mAP).
+For prompted labels two numbers need no matching: ``miou`` (each prediction against the object
+of its ``prompt_id``) and the paper's top-1 **accuracy** against the prompt's label.
 """
 from __future__ import annotations
 
@@ -24,13 +13,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ovsam_core import crop_iou, resize_nearest
+from ovsam_core import detection_rates, label_accuracy, relative_iou
 
 from .store import dataset_name, get_run, set_info
-
-
-def _norm(label: Optional[str]) -> Optional[str]:
-    return None if label is None else " ".join(str(label).replace("_", " ").lower().split())
 
 
 def _check_detections(samples, field: str, role: str) -> None:
@@ -46,49 +31,17 @@ def _counts(samples, key: str, pred_field: str, gt_field: str, any_class: bool) 
     if any_class:
         ious = [v for vs in samples.values(f"{pred_field}.detections.{key}_iou") for v in (vs or [])]
         tp = sum(v is not None for v in ious)
-        fp = len(ious) - tp
-        fn = samples.count(f"{gt_field}.detections") - tp
+        counts = (tp, len(ious) - tp, samples.count(f"{gt_field}.detections") - tp)
     else:
-        tp, fp, fn = (int(samples.sum(f"{key}_{k}") or 0) for k in ("tp", "fp", "fn"))
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    return {"eval_key": key, "tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r,
-            "fscore": 2 * p * r / (p + r) if p + r else 0.0}
+        counts = tuple(int(samples.sum(f"{key}_{k}") or 0) for k in ("tp", "fp", "fn"))
+    return {"eval_key": key, **detection_rates(*counts)}
 
 
 def accuracy(samples, pred_field: str) -> Tuple[float, float, Dict[str, Dict[str, Any]], int]:
     """(accuracy, mean per-class accuracy, per class {accuracy, count}, objects) of top-1 labels."""
     preds = samples.values(f"{pred_field}.detections.label")
     gts = samples.values(f"{pred_field}.detections.prompt_label")
-    per: Dict[str, List[int]] = {}
-    for ps, gs in zip(preds, gts):
-        for p, g in zip(ps or [], gs or []):
-            if g is None:
-                continue
-            c = per.setdefault(str(g), [0, 0])
-            c[0] += int(_norm(p) == _norm(g))
-            c[1] += 1
-    total = sum(c[1] for c in per.values())
-    acc = sum(c[0] for c in per.values()) / total if total else 0.0
-    per_class = {k: {"accuracy": c[0] / c[1], "count": c[1]} for k, c in sorted(per.items())}
-    mean = float(np.mean([v["accuracy"] for v in per_class.values()])) if per_class else 0.0
-    return acc, mean, per_class, total
-
-
-def _pixels(det, w: int, h: int) -> Tuple[int, int, np.ndarray]:
-    """(x0, y0, mask) of a detection in pixels; a detection without mask fills its box."""
-    x, y, bw, bh = det.bounding_box
-    x0, y0 = int(round(x * w)), int(round(y * h))
-    x1, y1 = max(int(round((x + bw) * w)), x0 + 1), max(int(round((y + bh) * h)), y0 + 1)
-    if det.mask is None:
-        return x0, y0, np.ones((y1 - y0, x1 - x0), bool)
-    return x0, y0, resize_nearest(det.mask, y1 - y0, x1 - x0)
-
-
-def mask_iou(a, b, w: int, h: int) -> float:
-    """Pixel IoU of two detections (box + cropped mask) in a ``w`` x ``h`` image."""
-    (ax, ay, am), (bx, by, bm) = _pixels(a, w, h), _pixels(b, w, h)
-    return crop_iou(am, (ay, ax), bm, (by, bx))
+    return label_accuracy((p, g) for ps, gs in zip(preds, gts) for p, g in zip(ps or [], gs or []))
 
 
 def paired_miou(samples, pred_field: str, gt_field: str) -> Tuple[float, int]:
@@ -100,11 +53,11 @@ def paired_miou(samples, pred_field: str, gt_field: str) -> Tuple[float, int]:
         if pred is None or gt is None:
             continue
         by_id = {str(d.id): d for d in gt.detections}
-        w, h = s.metadata.width, s.metadata.height
         for d in pred.detections:
             g = by_id.get(str(d["prompt_id"])) if d.has_field("prompt_id") else None
             if g is not None:
-                ious.append(mask_iou(d, g, w, h))
+                ious.append(relative_iou(d.bounding_box, d.mask, g.bounding_box, g.mask, s.metadata.width,
+                                         s.metadata.height))
     return (float(np.mean(ious)) if ious else 0.0), len(ious)
 
 

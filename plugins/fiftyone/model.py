@@ -1,33 +1,22 @@
-"""A FiftyOne model for ``apply_model``: prompts from a label field in, named masks out.
+"""A FiftyOne model for ``apply_model``: named masks from prompts, or from nothing.
 
-    model = OVSAMModel(model="ovsam-lvis", vocabulary="lvis")
-    dataset.apply_model(model, label_field="ovsam", prompt_field="ground_truth")
+    dataset.apply_model(OVSAMModel(model="ovsam-lvis"), label_field="ovsam", prompt_field="ground_truth")
+    dataset.apply_model(OVSAMModel(model="ovsam-lvis", classes=["cat", "dog"]), label_field="found")
 
-``prompt_field`` (its type decides: ``Detections`` -> boxes, ``Keypoints`` -> points),
-``box_prompt_field`` and ``point_prompt_field`` are accepted, like FiftyOne's SAM models. Each
-image is encoded once and all its prompts are decoded together. Each prompt gives one
-``Detection``:
+**Prompted** (``prompt_field``: ``Detections`` -> boxes, ``Keypoints`` -> points; or
+``box_prompt_field`` / ``point_prompt_field`` as for FiftyOne's SAM models): each image is
+encoded once, and each prompt gives one ``Detection``: the tight relative box of its mask and the
+mask cropped to it (an empty mask keeps the prompt's box), the top-1 class of the **ovsam
+vocabulary** and its probability, and attributes ``top_k_labels``/``top_k_scores``,
+``prompt_label``/``prompt_id``, ``prompt_type``, ``mask_area``, ``stability``. A sample without
+prompts gets ``None``.
 
-* ``bounding_box``: the tight box of the predicted mask (relative ``[x, y, w, h]``), and
-  ``mask``: the mask cropped to that box (FiftyOne's convention); a prompt whose mask is empty
-  keeps the prompt's box (or a one-pixel box at its first positive point) and an empty mask;
-* ``label``: the top-1 class **of the ovsam vocabulary** (the class's first name as written in
-  the vocabulary, e.g. ``traffic light`` for COCO, ``aerosol_can`` for LVIS), ``confidence``
-  its probability;
-* attributes ``top_k_labels``/``top_k_scores``, ``prompt_label`` and ``prompt_id`` (the prompt
-  label's own label and id, for comparison), ``prompt_type`` (``box``/``points``),
-  ``mask_area`` (pixels) and ``stability`` (SAM's stability score of the mask).
-
-A sample whose prompt field is empty gets no label (``None``).
-
-**No prompt field**: ``dataset.apply_model(OVSAMModel(model=..., classes=[...]), "ovsam")`` labels
-every object with no prompt (:mod:`~ovsam_plugins.fiftyone.auto`): find mode for ``classes``
-(or the labels of ``classes_field``, a config option or an ``apply_model`` keyword), everything
-mode without classes; ``auto_mode``, ``points_per_side`` and ``min_score`` tune it.
+**No prompt field**: every object, no prompt (:mod:`~ovsam_plugins.fiftyone.auto`): find mode
+for ``classes`` (or the labels of ``classes_field``, a config option or an ``apply_model``
+keyword), everything mode without classes; ``auto_mode``, ``points_per_side``, ``min_score``.
 """
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -37,7 +26,8 @@ import numpy as np
 import fiftyone.core.labels as fol
 import fiftyone.core.models as fom
 
-from ovsam_core import AutoSettings, LoadedImage, ObjectPrediction, Predictor, load_image, prelabel
+from ovsam_core import (AutoSettings, LoadedImage, ObjectPrediction, Predictor, load_image, pixels_to_relative,
+                        prelabel, prompt_result_box)
 
 from .auto import auto_settings, field_classes, host_labels, to_detections
 from .prompts import PromptSource, label_to_prompts
@@ -137,34 +127,8 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
         auto_settings(self._classes or config.classes_field, config.auto_mode, points_per_side=config.points_per_side,
                       min_score=config.min_score)  # a bad option fails here
 
-    # ------------------------------------------------------------------ FiftyOne model protocol
-    @property
-    def media_type(self) -> str:
-        return "image"
-
-    @property
-    def ragged_batches(self) -> bool:
-        return False
-
-    @property
-    def transforms(self):
-        return None
-
-    @property
-    def preprocess(self) -> bool:
-        return False
-
-    @preprocess.setter
-    def preprocess(self, value) -> None:
-        pass
-
-    @property
-    def has_logits(self) -> bool:
-        return False
-
-    @property
-    def has_embeddings(self) -> bool:
-        return False
+    # FiftyOne model protocol: images, no batching, no transforms / logits / embeddings
+    media_type, ragged_batches, transforms, preprocess, has_logits, has_embeddings = "image", False, None, False, False, False
 
     def __enter__(self):
         self.check_prompt_keys()
@@ -265,24 +229,9 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
         labels, settings = self._auto
         return to_detections(prelabel(self.predictor, image, settings, labels, vocabulary=self.vocabulary))
 
-    @staticmethod
-    def _box(o: ObjectPrediction, w: int, h: int) -> Tuple[int, int, int, int]:
-        if o.area:
-            return o.bbox_xyxy
-        if o.prompt.box is not None:
-            x0, y0, x1, y1 = o.prompt.box
-            x0, y0 = int(math.floor(x0)), int(math.floor(y0))
-            x1, y1 = max(int(math.ceil(x1)), x0 + 1), max(int(math.ceil(y1)), y0 + 1)
-        else:
-            (px, py), = [pt for pt, lab in zip(o.prompt.points, o.prompt.labels) if lab == 1][:1]
-            x0, y0 = int(px), int(py)
-            x1, y1 = x0 + 1, y0 + 1
-        x0, y0 = min(max(x0, 0), w - 1), min(max(y0, 0), h - 1)
-        return x0, y0, min(max(x1, x0 + 1), w), min(max(y1, y0 + 1), h)
-
     def _detection(self, o: ObjectPrediction, src: PromptSource, w: int, h: int,
                    names: List[str], display: Dict[str, str]) -> fol.Detection:
-        x0, y0, x1, y1 = self._box(o, w, h)
+        x0, y0, x1, y1 = prompt_result_box(o.prompt, o.bbox_xyxy if o.area else None, w, h)
         attrs: Dict[str, Any] = {
             "top_k_labels": [display.get(lab, lab) for lab, _ in o.top_k],
             "top_k_scores": [float(s) for _, s in o.top_k],
@@ -298,6 +247,6 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
             attrs["label_path"] = [display.get(lab, lab) for lab in o.label_path]
         return fol.Detection(
             label=names[o.label_index], confidence=float(o.score),
-            bounding_box=[x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h],
+            bounding_box=list(pixels_to_relative(x0, y0, x1, y1, w, h)),
             mask=np.ascontiguousarray(o.mask[y0:y1, x0:x1]), **attrs)
 

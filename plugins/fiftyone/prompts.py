@@ -9,11 +9,10 @@
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from ovsam_core import Prompt, PromptError
+from ovsam_core import Prompt, PromptError, prompt_from_relative
 
 from .store import dataset_name
 
@@ -87,18 +86,14 @@ def _items(value) -> Sequence:
     return [value]
 
 
-def _point_labels(kp, n: int, attr: str) -> Optional[List[int]]:
+def _point_labels(kp, attr: str) -> Optional[List[int]]:
     for name in (attr, *FALLBACK_POINT_LABEL_ATTRS):
         try:
             labels = kp[name]
         except (KeyError, AttributeError):
             continue
-        if labels is None:
-            continue
-        labels = list(labels)
-        if len(labels) != n:
-            raise PromptError(f"keypoint {kp.id}: {n} points but {len(labels)} values in {name!r}")
-        return [int(v) for v in labels]
+        if labels is not None:
+            return [int(v) for v in labels]
     return None
 
 
@@ -115,25 +110,13 @@ def label_to_prompts(value, field: str, width: int, height: int,
     prompts: List[Prompt] = []
     sources: List[PromptSource] = []
     problems: List[str] = []
-    if kind is None:
-        return prompts, sources, problems
-    for item in _items(value):
+    for item in _items(value) if kind else []:
         try:
             if kind == "box":
-                bb = item.bounding_box
-                if bb is None or len(bb) != 4:
-                    raise PromptError("no bounding box")
-                x, y, w, h = (float(v) for v in bb)
-                p = Prompt.from_box(x * width, y * height, (x + w) * width, (y + h) * height)
+                prompts.append(prompt_from_relative(width, height, box=item.bounding_box or ()))
             else:
-                pts = list(item.points or [])
-                labels = _point_labels(item, len(pts), point_labels_attr) or [1] * len(pts)
-                keep = [(px * width, py * height, lab) for (px, py), lab in zip(pts, labels)
-                        if px is not None and py is not None and math.isfinite(px) and math.isfinite(py)]
-                if not keep:
-                    raise PromptError("no points")
-                p = Prompt.from_points(keep)
-            prompts.append(p.validated(height, width))
+                prompts.append(prompt_from_relative(width, height, points=item.points or [],
+                                                    labels=_point_labels(item, point_labels_attr)))
             sources.append(PromptSource(str(item.id) if item.id is not None else None,
                                         getattr(item, "label", None), kind))
         except (PromptError, TypeError, ValueError) as e:
