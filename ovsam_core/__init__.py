@@ -47,9 +47,13 @@ from .automatic import AutoObject, AutoResult, Cancelled, EverythingOptions
 from .prelabel import (AUTO_MODES, AutoSettings, LabeledObject, PrelabelResult, coco_annotations, instance_image,
                        label_queries, prelabel)
 from .jobs import BatchReport, Journal, run_batch
-from .serving import BytesLRU, JobQueue, LazyModel, Metrics, parse_bool, rss_bytes, dataclass_from_env, dataclass_to_env
+from .serving import (BytesLRU, ImageCache, JobQueue, LazyModel, Metrics, parse_bool, rss_bytes, dataclass_from_env,
+                      dataclass_to_env, env_table, overrun_note)
 from .labelchoice import choose_label
-from .safe_download import DownloadError, RefusedSource, check_public, host_port, safe_download
+from .safe_download import (DownloadError, RefusedSource, check_public, data_url_bytes, host_port, read_capped_file,
+                            safe_download)
+from .labelprompts import (LabelledRegion, PromptObject, PrototypeCache, label_mapper, label_prompts,
+                           region_prototypes)
 from .masks import (MaskPolygons, crop_iou, crop_to_rle, mask_box, mask_to_polygons, polygon_to_mask,
                     resize_nearest, tight_crop)
 from .labelvolume import ChunkedLabels, new_labels, pyramid
@@ -61,6 +65,8 @@ from .annotator import Annotator, AnnotatorSettings
 from .relative import (crop_in_pixels, pixels_to_relative, prompt_from_relative, prompt_result_box,
                        relative_box_pixels, relative_iou, relative_mask)
 from .rates import detection_rates, label_accuracy, same_label
+from .classnames import labels_from_names, written_names
+from .shared import shared_predictor
 from .vocab_source import (VocabInput, embedded_source, vocabulary_from_record, vocabulary_record, vocabulary_size,
                            vocabulary_source)
 
@@ -90,11 +96,14 @@ __all__ = [
     "label_queries", "prelabel", "BatchReport", "Journal", "run_batch",
     "BytesLRU", "JobQueue", "LazyModel", "Metrics", "parse_bool", "rss_bytes", "dataclass_from_env", "dataclass_to_env",
     "choose_label", "DownloadError", "RefusedSource", "check_public", "host_port", "safe_download",
+    "ImageCache", "env_table", "overrun_note", "data_url_bytes", "read_capped_file",
+    "LabelledRegion", "PromptObject", "PrototypeCache", "label_mapper", "label_prompts", "region_prototypes",
     "MaskPolygons", "crop_iou", "crop_to_rle", "mask_box", "mask_to_polygons", "polygon_to_mask",
     "resize_nearest", "tight_crop",
     "ChunkedLabels", "new_labels", "pyramid", "ImageChannel", "ImageSource", "Preview", "PromptSet", "LabelBook",
     "ObjectRecord", "features_table", "export_all", "read_coco", "to_coco", "Annotator", "AnnotatorSettings",
     "crop_in_pixels", "pixels_to_relative", "prompt_from_relative", "prompt_result_box", "relative_box_pixels",
     "relative_iou", "relative_mask", "detection_rates", "label_accuracy", "same_label",
+    "labels_from_names", "written_names", "shared_predictor",
     "VocabInput", "embedded_source", "vocabulary_from_record", "vocabulary_record", "vocabulary_size", "vocabulary_source",
 ]

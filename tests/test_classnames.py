@@ -1,0 +1,23 @@
+"""Written class names and host labels from names (`ovsam_core.classnames`), shared predictors (`ovsam_core.shared`)."""
+from __future__ import annotations
+
+from ovsam_core import HostLabel, get_vocabulary, labels_from_names, shared_predictor, written_names
+
+
+def test_labels_from_names_keep_spelling_and_synonyms():
+    assert labels_from_names(["Dog, puppy ", "traffic light", " ", "a,,b"]) == [
+        HostLabel("Dog", "Dog", ("puppy",)), HostLabel("traffic light", "traffic light"), HostLabel("a", "a", ("b",))]
+    assert HostLabel("dog", "dog", ("puppy",)).vocab_entry == "dog,puppy"
+
+
+def test_written_names_of_a_vocabulary():
+    names, display = written_names(get_vocabulary("lvis"))
+    assert names[0] == "aerosol_can" and display["aerosol can"] == "aerosol_can"
+    names, display = written_names(get_vocabulary("coco"))
+    assert "traffic light" in names and display["traffic light"] == "traffic light"
+
+
+def test_shared_predictor_is_loaded_once_per_settings():
+    a = shared_predictor("ovsam-test", device="cpu")
+    assert shared_predictor("ovsam-test", device="cpu") is a
+    assert shared_predictor("ovsam-test", device="cpu", dtype="bf16") is not a
