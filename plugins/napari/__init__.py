@@ -1,10 +1,10 @@
 """ovsam in napari: a dock widget that turns clicks and boxes into masks with class names.
 
 * :mod:`.widget` - the dock widget (magicgui; declared in ``napari.yaml``, npe2 manifest ``ovsam``);
-* :mod:`.controller` - the logic, Qt-free: prompts, regions of interest for large images,
-  commits, undo (tested without a viewer);
-* :mod:`.labels_store` - label volumes that are never dense (chunks allocated on write);
-* :mod:`.export` - label TIFF, CSV class table and COCO JSON;
+* :mod:`.layers` - the ovsam layers, and what the core reads from napari layers;
+* :mod:`.controls` / :mod:`.jobs` - the widget's sections, its worker thread and progress bar;
+* the logic is the core's (``ovsam_core.Annotator``: prompts, regions of interest, commits,
+  undo, pre-labelling, export; ``ChunkedLabels`` for large label volumes);
 * :mod:`.sample_data` - File > Open Sample > ovsam;
 * :mod:`.cli` - ``ovsam napari``.
 

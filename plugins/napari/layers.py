@@ -1,4 +1,5 @@
-"""The ovsam layers of a napari viewer: made for an image, kept on top of it, showing previews.
+"""The ovsam layers of a napari viewer: made for an image, kept on top of it, showing previews;
+and what the core reads from napari layers (:func:`source_from_layers`, :func:`prompts_from_layers`).
 
 Names: ``ovsam objects`` (committed objects, a Labels layer), ``ovsam preview`` (the current
 mask), ``ovsam region`` (the embedded region of a large image), ``ovsam boxes`` and ``ovsam
@@ -7,12 +8,13 @@ the image they prompt, in that order (points on top), so clicks and previews sta
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .controller import NEGATIVE, POSITIVE
-from .labels_store import ChunkedLabels, pyramid
+from ovsam_core import ChunkedLabels, ImageChannel, ImageSource, PromptSet, pyramid
+
+POSITIVE, NEGATIVE = "positive", "negative"
 
 POINTS, BOXES, PREVIEW, OBJECTS, REGION = "ovsam points", "ovsam boxes", "ovsam preview", "ovsam objects", "ovsam region"
 #: bottom to top
@@ -107,3 +109,53 @@ def show_preview(viewer, img, ndim: int, pv, roi_mode: bool) -> None:
         region.data = [np.array([pl + [ya, xa], pl + [ya, xb], pl + [yb, xb], pl + [yb, xa]], float)]
         region.shape_type = ["rectangle"]
         region.visible = roi_mode
+
+
+def source_from_layers(layers: Sequence[Any]) -> ImageSource:
+    """The core's :class:`ImageSource` of napari Image layers (level 0 first, contrast limits, RGB-ness)."""
+    chans = [ImageChannel(list(ly.data) if getattr(ly, "multiscale", False) else [ly.data], tuple(ly.contrast_limits),
+                          bool(getattr(ly, "rgb", False)), str(ly.name)) for ly in layers]
+    return ImageSource(chans, chans[0].name if chans else None)
+
+
+def _label_value(v) -> int:
+    if isinstance(v, str):
+        return 0 if v.strip().lower() in (NEGATIVE, "neg", "0", "false") else 1
+    if isinstance(v, (bool, np.bool_)):
+        return int(v)
+    return 0 if v in (0, 0.0) else 1
+
+
+def prompts_from_layers(points_layer, shapes_layer, plane: Sequence[int], label_column: str = "label") -> PromptSet:
+    """The prompt of the current object from a Points layer (with a ``label`` feature,
+    ``positive`` / ``negative``) and a Shapes layer (its last rectangle), on ``plane``.
+
+    Both layers must share the image's data coordinates (same scale and translate). Shapes
+    other than rectangles are ignored. Duck-typed: napari is not imported.
+    """
+    plane = tuple(int(p) for p in plane)
+    n = len(plane)
+    points: List[Tuple[float, float, int]] = []
+    if points_layer is not None and len(points_layer.data):
+        data = np.asarray(points_layer.data, dtype=float)
+        feats = getattr(points_layer, "features", None)
+        labels = list(feats[label_column]) if feats is not None and label_column in feats else [POSITIVE] * len(data)
+        for row, lab in zip(data, labels):
+            lead, (r, c) = row[:-2], row[-2:]
+            if len(lead) >= n and tuple(int(round(v)) for v in lead[len(lead) - n:]) == plane:
+                points.append((float(r), float(c), _label_value(lab)))
+    box = None
+    if shapes_layer is not None and len(shapes_layer.data):
+        types = list(getattr(shapes_layer, "shape_type", ["rectangle"] * len(shapes_layer.data)))
+        for verts, kind in zip(shapes_layer.data, types):
+            if kind != "rectangle":
+                continue
+            v = np.asarray(verts, dtype=float)
+            lead = v[0, :-2]
+            if len(lead) >= n and tuple(int(round(x)) for x in lead[len(lead) - n:]) != plane:
+                continue
+            rows, cols = v[:, -2], v[:, -1]
+            if rows.max() - rows.min() < 1e-6 or cols.max() - cols.min() < 1e-6:
+                continue
+            box = (float(rows.min()), float(cols.min()), float(rows.max()), float(cols.max()))
+    return PromptSet(plane, tuple(points), box)

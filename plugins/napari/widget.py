@@ -1,7 +1,7 @@
-"""The ovsam dock widget: a thin magicgui layer over :class:`~.controller.Controller`.
+"""The ovsam dock widget: a thin magicgui layer over the core's :class:`ovsam_core.Annotator`.
 
 Everything that is not "read a control / a layer" or "update a control / a layer" lives in the
-controller (and the layers in :mod:`.layers`). Model work (loading, embedding, decoding, export)
+core (the layers in :mod:`.layers`). Model work (loading, embedding, decoding, export)
 runs in one background thread (:mod:`.jobs`) with a napari progress bar; layers are only touched
 on the Qt main thread.
 
@@ -21,10 +21,13 @@ guard_triton()  # before anything imports torch (see _torch_guard)
 
 from magicgui.widgets import Container  # noqa: E402
 
+from ovsam_core import Annotator, AnnotatorSettings, PromptSet  # noqa: E402
+
 from . import layers as L  # noqa: E402
-from .controller import NEGATIVE, POSITIVE, Controller, PromptSet, Settings, prompts_from_layers, source_from_layers  # noqa: E402
+from .layers import NEGATIVE, POSITIVE, prompts_from_layers, source_from_layers  # noqa: E402
+from .actions import ActionsMixin  # noqa: E402
 from .controls import DEFAULT_VOCAB, VOCABS, SectionsMixin  # noqa: E402
-from .jobs import Jobs, Steps  # noqa: E402
+from .jobs import Jobs  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -35,7 +38,7 @@ KEYS = {"c": "commit", "u": "undo last commit", "Shift-C": "clear prompts", "n":
         "k": "next top-k class"}
 
 
-class OVSAMWidget(SectionsMixin, Container):
+class OVSAMWidget(SectionsMixin, ActionsMixin, Container):
     """Point and box prompts -> mask + class name (from a large vocabulary) -> Labels layer.
 
     **Start** makes the layers of :mod:`.layers` (committed objects' class, score and top-k in
@@ -45,7 +48,7 @@ class OVSAMWidget(SectionsMixin, Container):
     def __init__(self, napari_viewer: "napari.viewer.Viewer") -> None:
         super().__init__(labels=False)  # napari docks ``native``: the scroll area must be inside it
         self.viewer = napari_viewer
-        self.controller = Controller(Settings())
+        self.controller = Annotator(AnnotatorSettings())
         self._jobs = Jobs(parent=self.native)
         self._image_layer = None
         self._pending: Optional[PromptSet] = None
@@ -357,114 +360,6 @@ class OVSAMWidget(SectionsMixin, Container):
         layer = self.objects_layer
         layer.features = self.controller.features()
         layer.refresh()
-
-    # ------------------------------------------------------------------ label everything / find
-    def _visible_area(self):
-        """(y0, x0, y1, x1) of the image plane shown on the canvas (data pixels), or None."""
-        try:
-            h, w = self.viewer.window._qt_viewer.canvas.size   # private in napari 0.9; fall back to the ROI size
-            zoom, centre = self.viewer.camera.zoom, np.asarray(self.viewer.camera.center)[-2:]
-            corners = [self._image_layer.world_to_data(list(self.viewer.dims.point[:-2]) + list(centre + d))
-                       for d in (np.array([-h, -w]) / zoom / 2, np.array([h, w]) / zoom / 2)]
-            (y0, x0), (y1, x1) = (np.asarray(c)[-2:] for c in corners)
-            return (min(y0, y1), min(x0, x1), max(y0, y1), max(x0, x1))
-        except Exception:  # noqa: BLE001
-            return None
-
-    def segment_all(self, find: Optional[str] = None) -> None:
-        """Pre-label the current plane (or the visible area of a large image) with no prompts:
-        every object the vocabulary names, or (``find``) only the typed classes. Runs in the
-        worker with a progress bar; :meth:`cancel` stops it with the labels untouched; the
-        objects are committed as one undo step."""
-        from ovsam_core import AutoSettings, HostLabel, parse_vocabulary_text
-
-        if self._jobs.busy:
-            raise ValueError("ovsam is busy: wait for it or press Cancel")
-        classes = None
-        if find is not None:
-            names = parse_vocabulary_text(find)
-            if not isinstance(names, list):
-                raise ValueError("type the classes to find, separated by commas (synonyms joined by |)")
-            classes = [HostLabel(n.split(",")[0], n.split(",")[0], tuple(n.split(",")[1:])) for n in names]
-        if self.controller.source is None:
-            self.start_session()
-        auto = AutoSettings(mode="find" if classes else "everything", points_per_side=int(self.auto_points.value),
-                            min_score=float(self.auto_min_score.value))
-        plane, view, steps = self._current_plane(), self._visible_area(), Steps()
-        self._steps = steps
-
-        def done(previews):
-            self._end_auto("")
-            recs = self._guard(lambda: self.controller.commit_all(previews))
-            self._refresh_objects()
-            if recs is not None:
-                self.status.value = f"{auto.mode}: {len(recs)} objects" + (" (one undo: u)" if recs else "")
-
-        def failed(err):
-            from ovsam_core import Cancelled
-
-            if isinstance(err, Cancelled):
-                self._end_auto("cancelled: the labels are unchanged")
-            else:
-                self._end_auto("")
-                self._error(err)
-
-        self.cancel_button.enabled = True
-        self.status.value = f"{auto.mode}: running (Cancel stops it)"
-        self._jobs.submit(lambda: self.controller.prelabel(auto, classes, plane, view, steps), done, failed,
-                          f"ovsam: {'find' if classes else 'segment all'}", steps)
-
-    def cancel(self) -> None:
-        """Stop a running Segment all / Find at its next step (nothing is written)."""
-        steps = getattr(self, "_steps", None)
-        if steps is not None:
-            steps.cancel()
-
-    def _end_auto(self, status: str) -> None:
-        self._steps = None
-        self.cancel_button.enabled = False
-        if status:
-            self.status.value = status
-
-    # ------------------------------------------------------------------ embeddings and export
-    def embed_now_clicked(self) -> None:
-        plane = self._current_plane()
-        self._jobs.submit(lambda: self.controller.embed_plane(plane),
-                          lambda _: setattr(self.status, "value", "embedding ready"), self._error, "ovsam: embedding")
-
-    def _embedding_path(self) -> Path:
-        p = self.embedding_file.value
-        if not p or str(p) in ("", "."):
-            raise ValueError("choose an embedding file (.safetensors) first")
-        return Path(p)
-
-    def save_embedding_clicked(self) -> None:
-        path, plane = self._embedding_path(), self._current_plane()
-        self._jobs.submit(lambda: self.controller.save_embedding(path, plane),
-                          lambda p: setattr(self.status, "value", f"saved {p}"), self._error, "ovsam: saving embedding")
-
-    def load_embedding_clicked(self) -> None:
-        path, plane = self._embedding_path(), self._current_plane()
-
-        def done(_):
-            s = self.controller.settings
-            self._muted = True
-            try:
-                self.intensity.value, self.region.value = s.intensity, s.region
-            finally:
-                self._muted = False
-            self.status.value = f"loaded {path.name}"
-
-        self._jobs.submit(lambda: self.controller.load_embedding(path, plane), done, self._error,
-                          "ovsam: loading embedding")
-
-    def export_clicked(self) -> None:
-        out = self.export_dir.value
-        if not out or str(out) in ("", "."):
-            raise ValueError("choose an export folder first")
-        self._jobs.submit(lambda: self.controller.export(out),
-                          lambda paths: setattr(self.status, "value", "wrote " + ", ".join(p.name for p in paths.values())),
-                          self._error, "ovsam: exporting")
 
     def close(self) -> None:  # magicgui Widget.close
         self._jobs.shutdown()

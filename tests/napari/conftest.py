@@ -38,7 +38,7 @@ def predictor(_ovsam_cache):
 
 @pytest.fixture
 def settings():
-    from ovsam_plugins.napari.controller import Settings
+    from ovsam_core import AnnotatorSettings as Settings
 
     return Settings(model="ovsam-test", device="cpu", vocabulary=VOCAB, top_k=3)
 

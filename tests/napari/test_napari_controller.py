@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from ovsam_core import EmbeddingMismatchError, Prompt, load_image
-from ovsam_plugins.napari.controller import (Channel, Controller, ImageSource, PromptSet, Region, new_labels,
-                                             prompts_from_layers)
-from ovsam_plugins.napari.export import read_coco, read_csv
-from ovsam_plugins.napari.labels_store import ChunkedLabels
+from ovsam_core import Annotator as Controller, ChunkedLabels, ImageChannel as Channel, ImageSource, PromptSet, Region
+from ovsam_core import new_labels, read_coco
+from ovsam_core.labelexport import read_csv
+from ovsam_plugins.napari.layers import prompts_from_layers
 
 VOCAB = ["cell", "nucleus", "square", "disc", "triangle", "sky"]  # as in conftest.py
 

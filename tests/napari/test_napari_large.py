@@ -10,9 +10,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from ovsam_plugins.napari.controller import Controller, ImageSource, PromptSet
-from ovsam_plugins.napari.export import to_coco
-from ovsam_plugins.napari.labels_store import ChunkedLabels
+from ovsam_core import Annotator as Controller, ChunkedLabels, ImageSource, PromptSet, to_coco
 
 da = pytest.importorskip("dask.array")
 
@@ -107,8 +105,8 @@ def test_coco_of_a_20k_object_is_encoded_without_a_dense_mask(settings, predicto
 
     from pycocotools import mask as mask_utils
 
-    from ovsam_plugins.napari.controller import Preview, Region
-    from ovsam_plugins.napari.export import write_csv
+    from ovsam_core import Preview, Region
+    from ovsam_core.labelexport import write_csv
 
     ctl = Controller(settings, predictor=predictor)
     ctl.set_image(ImageSource.from_array(da.zeros((SIDE, SIDE), dtype=np.uint16, chunks=4096), contrast_limits=(0, 1)))

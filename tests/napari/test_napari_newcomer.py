@@ -11,13 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-napari = pytest.importorskip("napari")
-pytest.importorskip("qtpy")
-pytest.importorskip("pytestqt")
-if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-    pytest.skip("no X server: install Xvfb and pytest-xvfb (.ci/setup-napari.sh)", allow_module_level=True)
-if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
-    pytest.skip("Qt's offscreen platform cannot draw napari layers; run under Xvfb", allow_module_level=True)
+from _gui import napari  # noqa: E402,F401  (skips without napari, Qt, pytest-qt or an X server)
 
 WIDGET = "Open-Vocabulary SAM"
 SMALL_SCREEN = 768

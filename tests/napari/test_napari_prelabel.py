@@ -15,21 +15,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
-import pytest
 
-napari = pytest.importorskip("napari")
-pytest.importorskip("qtpy")
-pytest.importorskip("pytestqt")
-if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-    pytest.skip("no X server: install Xvfb and pytest-xvfb (.ci/setup-napari.sh)", allow_module_level=True)
-if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
-    pytest.skip("Qt's offscreen platform cannot draw napari layers; run under Xvfb", allow_module_level=True)
+from _gui import napari  # noqa: E402,F401  (skips without napari, Qt, pytest-qt or an X server)
 
 from ovsam_core.evaluation.auto import match_objects  # noqa: E402
 from ovsam_core.evaluation.metrics import mask_iou  # noqa: E402
@@ -144,6 +136,39 @@ def test_segment_all_names_every_object_in_one_undo_step(make_napari_viewer, qtb
     w.prompt_buttons.undo_button.native.click()
     assert np.array_equal(np.asarray(layer.data), before)
     assert {k: list(v) for k, v in layer.features.items()} == feats_before
+
+
+def test_segment_all_on_held_out_scenes(make_napari_viewer, qtbot, tmp_path):
+    """Pooled over held-out synthetic scenes (never trained on): the same figures."""
+    import json
+
+    from PIL import Image
+
+    from ovsam_core.synthetic import generate_split
+    from ovsam_core.training.data import decode_segmentation
+
+    split = generate_split(tmp_path, "val", 10, 1000, classes=BASE)
+    doc = json.loads(Path(split["annotations"]).read_text())
+    cats = {c["id"]: c["name"] for c in doc["categories"]}
+    viewer = make_napari_viewer()
+    _, w = viewer.window.add_plugin_dock_widget("ovsam", WIDGET)
+    w.set_options(model="ovsam-shapes", device="cpu", precision="fp32", vocabulary=BASE)
+    found = n_gt = tp = n_pred = 0
+    for im in doc["images"]:
+        viewer.layers.clear()
+        rgb = np.asarray(Image.open(Path(split["images"]) / im["file_name"]).convert("RGB"))
+        w.image_layers.value = [viewer.add_image(rgb, name=im["file_name"], rgb=True)]
+        w.start_button.native.click()
+        _run(qtbot, w, w.segment_all_button.native.click)
+        gt = [(cats[a["category_id"]], decode_segmentation(a["segmentation"], im["height"], im["width"]))
+              for a in doc["annotations"] if a["image_id"] == im["id"]]
+        inst = _instances(np.asarray(w.objects_layer.data), w.objects_layer.features)
+        m = match_objects([x[3] for x in inst], [x[1] for x in inst], [x[2] for x in inst],
+                          [g[1] for g in gt], [g[0] for g in gt])
+        found, n_gt, tp, n_pred = found + m["gt_found"].sum(), n_gt + len(gt), tp + m["tp"].sum(), n_pred + len(inst)
+    recall, precision = found / n_gt, tp / max(n_pred, 1)
+    print(f"held-out scenes: {n_gt} objects, {n_pred} instances, recall {recall:.2f}, precision {precision:.2f}")
+    assert n_gt >= 20 and recall >= 0.9 and precision >= 0.85, (recall, precision)
 
 
 def test_find_one_class_finds_only_it(make_napari_viewer, qtbot):

@@ -11,21 +11,13 @@ pixels of its label id in the layer's data must cover the true mask with IoU >= 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pytest
 
-napari = pytest.importorskip("napari")
-pytest.importorskip("qtpy")
-pytest.importorskip("pytestqt")
-if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-    pytest.skip("no X server: install Xvfb and pytest-xvfb (.ci/setup-napari.sh)", allow_module_level=True)
-if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
-    pytest.skip("Qt's offscreen platform cannot draw napari layers; run under Xvfb", allow_module_level=True)
+from _gui import napari  # noqa: E402,F401  (skips without napari, Qt, pytest-qt or an X server)
 
 from app_model.types import KeyBinding  # noqa: E402
 

@@ -16,18 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-napari = pytest.importorskip("napari")
-pytest.importorskip("qtpy")
-pytest.importorskip("pytestqt")
+from _gui import napari  # noqa: E402,F401  (skips without napari, Qt, pytest-qt or an X server)
 pytest.importorskip("npe2")
-if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-    pytest.skip("no X server: install Xvfb and pytest-xvfb (.ci/setup-napari.sh)", allow_module_level=True)
-if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
-    pytest.skip("Qt's offscreen platform cannot draw napari layers; run under Xvfb", allow_module_level=True)
 
 from app_model.types import KeyBinding  # noqa: E402
 
-from ovsam_plugins.napari.labels_store import ChunkedLabels  # noqa: E402
+from ovsam_core import ChunkedLabels  # noqa: E402
 from ovsam_plugins.napari.widget import KEYS, OVSAMWidget  # noqa: E402
 
 VOCAB = ["cell", "nucleus", "square", "disc", "triangle", "sky"]

@@ -1,15 +1,16 @@
 """Label volumes that are never dense in memory: chunks are allocated when first written.
 
-:class:`ChunkedLabels` has the array interface napari needs for ``layer.data`` (``shape``,
-``dtype``, ``ndim``, ``size``, ``__getitem__``) and :func:`pyramid` turns it into the levels of
-a multiscale Labels layer, so that napari only ever reads the part of the canvas it draws, at
-the resolution it draws it. A 20,000 x 20,000 label image with a few objects costs a few chunks
+:class:`ChunkedLabels` has the array interface a viewer needs for a label layer's data
+(``shape``, ``dtype``, ``ndim``, ``size``, ``__getitem__``; napari's Labels layer) and
+:func:`pyramid` turns it into the levels of a multiscale label layer, so that the viewer only
+ever reads the part of the canvas it draws, at the resolution it draws it. A 20,000 x 20,000 label image with a few objects costs a few chunks
 (1 MiB each by default), not 1.6 GB.
 
 Indexing follows NumPy's *basic* indexing (integers, slices with a positive step, ``...``).
 Indexing with slices returns a lazy :class:`LabelsWindow` (materialised by ``np.asarray``), so
 that ``labels[:, y0:y1, x0:x1]`` of a tall stack does not read every plane; integers only give a
-scalar. This module is Qt-free and does not import napari.
+scalar. :func:`new_labels` picks numpy or chunked storage by size; :func:`plane_bbox` /
+:func:`write_block` read and write 2-D blocks of any label array (numpy, zarr, chunked).
 """
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ import numpy as np
 
 Axis = Union[int, range]
 
-__all__ = ["ChunkedLabels", "LabelsWindow", "StridedLabels", "pyramid"]
+__all__ = ["ChunkedLabels", "LabelsWindow", "StridedLabels", "pyramid", "new_labels", "plane_bbox", "write_block",
+           "max_label", "DENSE_MAX"]
+
+#: Label volumes with more pixels than this are chunked (never dense), e.g. 8192 x 8192.
+DENSE_MAX = 1 << 26
 
 
 def _normalize_key(key, axes: Sequence[Axis]) -> List[Axis]:
@@ -62,7 +67,24 @@ def _normalize_key(key, axes: Sequence[Axis]) -> List[Axis]:
     return out
 
 
-class ChunkedLabels:
+class _Shaped:
+    """``ndim``, ``size`` and ``len`` from ``shape``."""
+
+    shape: Tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+class ChunkedLabels(_Shaped):
     """An integer label volume (..., H, W) whose (H, W) chunks exist only once written.
 
     Args:
@@ -83,15 +105,7 @@ class ChunkedLabels:
         self._lock = threading.RLock()
         self.max_label = 0
 
-    # ---- array interface
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
+    # ---- array interface (ndim, size, len: _Shaped)
     @property
     def allocated_bytes(self) -> int:
         """Bytes held by the allocated chunks (the true memory cost)."""
@@ -101,9 +115,6 @@ class ChunkedLabels:
     def n_chunks(self) -> int:
         """Chunks that hold pixels (uniform ones included)."""
         return len(self._chunks)
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __repr__(self) -> str:
         return (f"ChunkedLabels(shape={self.shape}, dtype={self.dtype}, chunk={self.chunk}, "
@@ -243,7 +254,7 @@ def _chunk_parts(r: range, size: int) -> Iterator[Tuple[int, Tuple[slice, slice]
         yield c, (slice(i0, i1), slice(local0, local0 + (i1 - i0 - 1) * s + 1, s))
 
 
-class LabelsWindow:
+class LabelsWindow(_Shaped):
     """A lazy, read-only view of a :class:`ChunkedLabels` (basic indexing composes)."""
 
     def __init__(self, base: ChunkedLabels, axes: Sequence[Axis]) -> None:
@@ -254,17 +265,6 @@ class LabelsWindow:
     @property
     def shape(self) -> Tuple[int, ...]:
         return tuple(len(a) for a in self._axes if isinstance(a, range))
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __getitem__(self, key):
         axes = _normalize_key(key, self._axes)
@@ -340,3 +340,11 @@ def max_label(labels) -> int:
 
 def planes(shape: Sequence[int]) -> Iterator[Tuple[int, ...]]:
     return itertools.product(*[range(int(s)) for s in shape[:-2]])
+
+
+def new_labels(shape: Sequence[int], dense_max: int = DENSE_MAX):
+    """An empty int32 label volume: numpy for small shapes, :class:`ChunkedLabels` beyond ``dense_max`` pixels."""
+    shape = tuple(int(s) for s in shape)
+    if math.prod(shape) <= dense_max:
+        return np.zeros(shape, np.int32)
+    return ChunkedLabels(shape, np.int32)

@@ -1,25 +1,20 @@
-"""The logic of the ovsam napari widget, without Qt or napari: prompts -> mask + name -> labels.
+"""Interactive annotation of one image, host-neutral: prompts -> mask + name -> label volume.
 
-The widget (:mod:`ovsam_plugins.napari.widget`) only turns layer events into calls of
-:class:`Controller` and its results back into layers. Everything else lives here and is tested
-without a viewer:
+A viewer's adapter (napari's dock widget) only turns its events into calls of :class:`Annotator`
+and its results back into layers; everything else lives here and in the modules it uses:
 
-* :class:`ImageSource` (:mod:`.image_source`): the pixels a prompt is answered from: one grey or RGB layer, or two to
-  three grey layers shown as R, G, B; 8/16-bit, float; n-D stacks (answered plane by plane);
-  numpy, dask, zarr or multiscale pyramids, of which only the region in use is ever read.
-  Intensities are mapped to 8 bits through each layer's **contrast limits** (what you see is
-  what the model gets), or as ``ovsam embed`` does (``intensity="auto"``, percentiles).
-* :class:`Region`: the part of the plane that is embedded: the whole plane for images up to
-  ``whole_max`` pixels a side, else a **region of interest** around the prompt (``roi_size``, or
-  the box plus context). Regions larger than ``max_read`` pixels a side are read with a stride
-  (from the coarsest fitting pyramid level when the image is multiscale). The embedding of the
-  region is reused while new prompts stay inside it. Masks come back in **global** plane pixels.
-* commits to a label volume (a numpy array, or a :class:`~.labels_store.ChunkedLabels` that is
-  never dense for large images) with one record per object (class name, score, top-k) that
-  becomes the Labels layer's ``features``; undo; export (:mod:`.export`).
+* :class:`~ovsam_core.planesource.ImageSource`: the pixels answered from (grey / RGB / 2-3
+  channels, n-D stacks plane by plane, numpy / dask / zarr / pyramids read region by region);
+* :func:`~ovsam_core.tiling.plan_region`: the whole plane up to ``whole_max`` pixels a side, else
+  a region of interest around the prompt, strided beyond ``max_read``; its embedding is reused
+  while prompts stay inside it. Masks come back in **global** plane pixels;
+* :class:`~ovsam_core.labelbook.LabelBook`: commits into the label volume (numpy, or chunked for
+  large images), one record per object, undo; pre-labelling (:meth:`Annotator.prelabel`, the
+  core's :func:`~ovsam_core.prelabel.prelabel`) commits all its objects as ONE undo step;
+* :mod:`~ovsam_core.labelexport`: label TIFF, CSV class table, COCO JSON.
 
-Coordinates: napari data coordinates (row, col), a pixel's centre at integers. ovsam's prompts
-use (x, y) with a pixel's centre at +0.5, so ``x = col + 0.5`` and ``y = row + 0.5``.
+Coordinates: data coordinates (row, col), a pixel's centre at integers. ovsam's prompts use
+(x, y) with a pixel's centre at +0.5, so ``x = col + 0.5`` and ``y = row + 0.5``.
 """
 from __future__ import annotations
 
@@ -31,24 +26,22 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ovsam_core import mask_box, tight_crop
-from ovsam_core import Region, plan_region
+from .labelbook import LabelBook, ObjectRecord, choice_of
+from .labelexport import export_all
+from .labelvolume import new_labels
+from .masks import tight_crop
+from .planeprompts import Preview, PromptSet
+from .planesource import ImageSource
+from .tiling import Region, plan_region
 
-from .export import export_all
-from .image_source import Channel, ImageSource, new_labels, source_from_layers
-from .labels_store import max_label, plane_bbox, write_block
-from .prompts import NEGATIVE, POSITIVE, PromptSet, prompts_from_layers
-from .records import TILE, ObjectRecord, Preview, _Commit, _Part, features_table
-
-__all__ = ["Settings", "Channel", "ImageSource", "Region", "PromptSet", "Preview", "ObjectRecord",
-           "Controller", "new_labels", "source_from_layers", "prompts_from_layers", "POSITIVE", "NEGATIVE"]
+__all__ = ["AnnotatorSettings", "Annotator"]
 
 REGIONS = ("auto", "whole", "roi")
 INTENSITIES = ("contrast", "auto")
 
 
 @dataclass
-class Settings:
+class AnnotatorSettings:
     """What the widget's controls set.
 
     Attributes:
@@ -94,29 +87,39 @@ class Settings:
             raise ValueError("top_k must be at least 1")
 
 
-class Controller:
+class Annotator:
     """Prompts -> preview -> commit -> undo -> export, for one image and one label volume.
 
     Args:
-        settings: see :class:`Settings`.
+        settings: see :class:`AnnotatorSettings`.
         predictor: an :class:`ovsam_core.Predictor` to use (else created from ``settings`` on
             first use, see :meth:`load_model`).
     """
 
-    def __init__(self, settings: Optional[Settings] = None, predictor=None) -> None:
-        self.settings = settings or Settings()
+    def __init__(self, settings: Optional[AnnotatorSettings] = None, predictor=None) -> None:
+        self.settings = settings or AnnotatorSettings()
         self.settings.validate()
         self._predictor = predictor
         self._own_predictor = predictor is None
         self.source: Optional[ImageSource] = None
-        self.labels: Any = None
-        self.objects: Dict[int, ObjectRecord] = {}
-        self._history: List[_Commit] = []
+        self.book: Optional[LabelBook] = None
         self.preview: Optional[Preview] = None
         self._region_emb: Optional[Tuple[Tuple[Region, str], Any]] = None
         self._loaded_embeddings: Dict[str, Any] = {}
-        self._next_id = 1
         self._lock = threading.RLock()
+
+    @property
+    def labels(self):
+        """The label volume in use (None before :meth:`set_image`)."""
+        return None if self.book is None else self.book.labels
+
+    @labels.setter
+    def labels(self, data) -> None:   # the same volume as a viewer wraps it (e.g. napari's layer data)
+        self.book.labels = data
+
+    @property
+    def objects(self) -> Dict[int, ObjectRecord]:
+        return {} if self.book is None else self.book.objects
 
     # ---------------------------------------------------------------- model
     def configure(self, **changes) -> None:
@@ -141,7 +144,7 @@ class Controller:
         """The :class:`ovsam_core.Predictor` (created on first use; downloads weights if needed)."""
         with self._lock:
             if self._predictor is None:
-                from ovsam_core import Predictor
+                from .predictor import Predictor
 
                 s = self.settings
                 self._predictor = Predictor(s.model, weights_dir=s.weights_dir, device=s.device, dtype=s.dtype,
@@ -165,15 +168,11 @@ class Controller:
         if tuple(labels.shape) != tuple(source.shape):
             raise ValueError(f"labels of shape {tuple(labels.shape)} do not match the image's {source.shape}")
         with self._lock:
-            same = labels is self.labels
             self.source = source
-            self.labels = labels
             self.preview = None
             self._region_emb = None
-            if not same:
-                self._history.clear()
-                self.objects.clear()
-                self._next_id = max_label(labels) + 1
+            if self.book is None or labels is not self.book.labels:
+                self.book = LabelBook(labels)
 
     def _require_image(self) -> ImageSource:
         if self.source is None:
@@ -198,7 +197,7 @@ class Controller:
 
     def embedding_for(self, region: Region):
         """The :class:`ovsam_core.ImageEmbedding` of a region (computed once, then cached)."""
-        from ovsam_core import load_image
+        from .images import load_image
 
         key = (region, self.settings.intensity)
         with self._lock:
@@ -242,29 +241,6 @@ class Controller:
         self.preview = None
 
     # ---------------------------------------------------------------- commits
-    def _paint(self, pv: Preview, lid: int) -> Tuple[List[_Part], int, Tuple[int, int, int, int]]:
-        """Write ``pv``'s mask into the labels as ``lid`` (tile by tile); returns the undo parts,
-        the painted area and its box (x0, y0, x1, y1)."""
-        parts: List[_Part] = []
-        area, box = 0, [math.inf, math.inf, -1, -1]          # y0, x0, y1, x1
-        for ty in range(pv.y0, pv.y1, TILE):
-            for tx in range(pv.x0, pv.x1, TILE):
-                ty1, tx1 = min(ty + TILE, pv.y1), min(tx + TILE, pv.x1)
-                m = pv.mask_tile(ty, ty1, tx, tx1)
-                if not m.any():
-                    continue
-                old = plane_bbox(self.labels, pv.plane, ty, ty1, tx, tx1)
-                painted = m if self.settings.paint_over else (m & (old == 0))
-                if not painted.any():
-                    continue
-                parts.append(_Part(ty, tx, painted.shape, np.packbits(painted), old[painted], lid, pv.plane))
-                old[painted] = lid
-                write_block(self.labels, pv.plane, ty, tx, old)
-                area += int(painted.sum())
-                c0, r0, c1, r1 = mask_box(painted)
-                box = [min(box[0], ty + r0), min(box[1], tx + c0), max(box[2], ty + r1), max(box[3], tx + c1)]
-        return parts, area, (int(box[1]), int(box[0]), int(box[3]), int(box[2])) if parts else (0, 0, 0, 0)
-
     def commit(self, class_name: Optional[str] = None) -> ObjectRecord:
         """Write the preview into the labels with a new id and record its class.
 
@@ -274,24 +250,20 @@ class Controller:
         pv = self.preview
         if pv is None or pv.area == 0:
             raise ValueError("nothing to commit: add a point or a box that gives a non-empty mask")
-        with self._lock:
-            lid = self._next_id
-            parts, area, box = self._paint(pv, lid)
-            if not parts:
-                raise ValueError("the object lies entirely under committed objects; "
-                                 "undo them or turn on 'paint over'")
-            name = (class_name or "").strip() or pv.label
-            scores = dict(pv.top_k)
-            choice = "suggested" if name == pv.label else ("top-k" if name in scores else "typed")
-            rec = ObjectRecord(
-                label_id=lid, class_name=name, score=float(scores.get(name, math.nan)),
-                suggested_class=pv.label, suggested_score=pv.score, choice=choice, top_k=pv.top_k,
-                area=area, bbox_xyxy=box, plane=pv.plane, prompt=pv.prompts.to_json())
-            self.objects[lid] = rec
-            self._history.append(_Commit([rec], parts))
-            self._next_id = lid + 1
-            self.preview = None
-            return rec
+        name = (class_name or "").strip() or pv.label
+        scores = dict(pv.top_k)
+
+        def record(pv: Preview, lid: int, area: int, box) -> ObjectRecord:
+            return ObjectRecord(label_id=lid, class_name=name, score=float(scores.get(name, math.nan)),
+                                suggested_class=pv.label, suggested_score=pv.score,
+                                choice=choice_of(name, pv.label, pv.top_k), top_k=pv.top_k, area=area,
+                                bbox_xyxy=box, plane=pv.plane, prompt=pv.prompts.to_json())
+
+        recs = self.book.commit([pv], record, paint_over=self.settings.paint_over)
+        if not recs:
+            raise ValueError("the object lies entirely under committed objects; undo them or turn on 'paint over'")
+        self.preview = None
+        return recs[0]
 
     # ---------------------------------------------------------------- pre-labelling (no prompts)
     def auto_region(self, plane: Sequence[int] = (), view: Optional[Tuple[float, float, float, float]] = None) -> Region:
@@ -317,7 +289,8 @@ class Controller:
         ``classes``: find mode's labels) on :meth:`auto_region`, as previews in plane pixels (best
         first). Nothing is written: :meth:`commit_all` does that. ``progress`` may raise
         :class:`ovsam_core.Cancelled`."""
-        from ovsam_core import load_image, prelabel
+        from .images import load_image
+        from .prelabel import prelabel
 
         region = self.auto_region(plane, view)
         img = load_image(self._require_image().read_rgb(region, self.settings.intensity))
@@ -334,81 +307,33 @@ class Controller:
                                quality=dict(o.object.quality), source=auto.mode))
         return out
 
-    def _covered(self, pv: Preview) -> float:
-        """Fraction of ``pv``'s mask already labelled."""
-        hit = sum(int((pv.mask_tile(ty, min(ty + TILE, pv.y1), tx, min(tx + TILE, pv.x1))
-                       & (plane_bbox(self.labels, pv.plane, ty, min(ty + TILE, pv.y1), tx, min(tx + TILE, pv.x1)) != 0)).sum())
-                  for ty in range(pv.y0, pv.y1, TILE) for tx in range(pv.x0, pv.x1, TILE))
-        return hit / max(pv.area, 1)
-
     def commit_all(self, previews: Sequence[Preview]) -> List[ObjectRecord]:
-        """Write objects (best first) as ONE undo step; returns their records. An object at least
-        half labelled already (by an earlier commit or a better object) is skipped; the others
-        fill only unlabelled pixels unless ``paint_over``."""
-        with self._lock:
-            recs: List[ObjectRecord] = []
-            parts: List[_Part] = []
-            for pv in previews:
-                if self._covered(pv) >= 0.5:
-                    continue
-                lid = self._next_id
-                p, area, box = self._paint(pv, lid)
-                if not p:
-                    continue
-                rec = ObjectRecord(label_id=lid, class_name=pv.label, score=pv.score, suggested_class=pv.label,
-                                   suggested_score=pv.score, choice=pv.source, top_k=pv.top_k, area=area,
-                                   bbox_xyxy=box, plane=pv.plane, prompt=pv.prompts.to_json())
-                self.objects[lid] = rec
-                recs.append(rec)
-                parts += p
-                self._next_id = lid + 1
-            if recs:
-                self._history.append(_Commit(recs, parts))
-            return recs
+        """Write pre-labelled objects (best first) as ONE undo step; returns their records. An
+        object at least half labelled already (earlier commits, better objects) is skipped; the
+        others fill unlabelled pixels only, unless ``paint_over``."""
+        def record(pv: Preview, lid: int, area: int, box) -> ObjectRecord:
+            return ObjectRecord(label_id=lid, class_name=pv.label, score=pv.score, suggested_class=pv.label,
+                                suggested_score=pv.score, choice=pv.source, top_k=pv.top_k, area=area,
+                                bbox_xyxy=box, plane=pv.plane, prompt=pv.prompts.to_json())
+
+        return self.book.commit(previews, record, paint_over=self.settings.paint_over, skip_covered=0.5)
 
     def undo(self) -> List[ObjectRecord]:
-        """Undo the last commit (one object, or all objects of one pre-labelling run): its pixels
-        get their previous values back. Returns the removed records (empty: nothing to undo)."""
-        with self._lock:
-            if not self._history:
-                return []
-            c = self._history.pop()
-            for part in reversed(c.parts):
-                h, w = part.shape
-                painted = part.painted_mask()
-                cur = plane_bbox(self.labels, part.plane, part.y0, part.y0 + h, part.x0, part.x0 + w)
-                restore = painted & (cur == part.label_id)
-                vals = np.zeros_like(cur)
-                vals[painted] = part.old
-                cur[restore] = vals[restore]
-                write_block(self.labels, part.plane, part.y0, part.x0, cur)
-            for rec in c.records:
-                self.objects.pop(rec.label_id, None)
-            if c.records and c.records[-1].label_id == self._next_id - 1:
-                self._next_id = c.records[0].label_id
-            return list(c.records)
+        """Undo the last commit (one object, or all objects of one pre-labelling run); returns
+        the removed records (empty: nothing to undo)."""
+        return self.book.undo() if self.book is not None else []
 
     @property
     def can_undo(self) -> bool:
-        return bool(self._history)
+        return self.book is not None and self.book.can_undo
 
     def rename(self, label_id: int, class_name: str) -> ObjectRecord:
         """Change the class of a committed object."""
-        rec = self.objects[label_id]
-        name = class_name.strip()
-        if not name:
-            raise ValueError("a class name cannot be empty")
-        scores = dict(rec.top_k)
-        choice = "suggested" if name == rec.suggested_class else ("top-k" if name in scores else "typed")
-        new = replace(rec, class_name=name, score=float(scores.get(name, math.nan)), choice=choice)
-        self.objects[label_id] = new
-        for c in self._history:
-            c.records = [new if r.label_id == label_id else r for r in c.records]
-        return new
+        return self.book.rename(label_id, class_name)
 
     def features(self) -> Dict[str, np.ndarray]:
         """The Labels layer's ``features`` table: one row per object, keyed by ``index``."""
-        return features_table(self.objects.values())
+        return self.book.features()
 
     # ---------------------------------------------------------------- embeddings on disk
     def save_embedding(self, path: Union[str, Path], plane: Sequence[int] = ()) -> Path:
@@ -421,7 +346,8 @@ class Controller:
         Refuses embeddings of another model (signature) or of another image (content digest of
         the plane under either intensity mapping; switches to ``auto`` when that one matches).
         """
-        from ovsam_core import EmbeddingMismatchError, ImageEmbedding, load_image
+        from .embedding import EmbeddingMismatchError, ImageEmbedding
+        from .images import load_image
 
         predictor = self.predictor
         emb = ImageEmbedding.load(path, expect=predictor.model_key)

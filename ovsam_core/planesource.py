@@ -1,4 +1,4 @@
-"""The pixels a prompt is answered from, read from napari layers without loading them whole.
+"""The pixels a prompt is answered from, read from a viewer's image layers without loading them whole.
 
 :class:`ImageSource`: one grey or RGB layer, or two to three grey layers shown as R, G, B;
 8/16-bit, float; n-D stacks (answered plane by plane); numpy, dask, zarr or multiscale pyramids,
@@ -8,22 +8,16 @@ gets), or as ``ovsam embed`` does (``intensity="auto"``, percentiles).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ovsam_core import Region
-
-from .labels_store import ChunkedLabels
-
-#: Label volumes with more pixels than this are chunked (never dense), e.g. 8192 x 8192.
-DENSE_MAX = 1 << 26
+from .tiling import Region
 
 
 @dataclass
-class Channel:
+class ImageChannel:
     """One image layer: its pyramid levels (level 0 first), display contrast and RGB-ness."""
 
     levels: Sequence[Any]
@@ -64,11 +58,11 @@ class ImageSource:
     """The image a prompt is answered from (see the module doc).
 
     Args:
-        channels: one :class:`Channel` (grey or RGB) or two to three grey channels (R, G, B).
+        channels: one :class:`ImageChannel` (grey or RGB) or two to three grey channels (R, G, B).
         name: shown in exports (COCO ``file_name``).
     """
 
-    def __init__(self, channels: Sequence[Channel], name: Optional[str] = None) -> None:
+    def __init__(self, channels: Sequence[ImageChannel], name: Optional[str] = None) -> None:
         channels = list(channels)
         if not channels:
             raise ValueError("choose an image layer")
@@ -86,7 +80,7 @@ class ImageSource:
         self.name = name or channels[0].name
 
     @staticmethod
-    def _plane_shape(c: Channel) -> Tuple[int, ...]:
+    def _plane_shape(c: ImageChannel) -> Tuple[int, ...]:
         s = tuple(int(v) for v in c.levels[0].shape)
         if c.rgb:
             if s[-1] not in (3, 4):
@@ -98,7 +92,7 @@ class ImageSource:
     def from_array(cls, data, contrast_limits=None, rgb: bool = False, name: str = "image") -> "ImageSource":
         """One array (or a list of pyramid levels, level 0 first)."""
         levels = list(data) if isinstance(data, (list, tuple)) else [data]
-        return cls([Channel(levels, contrast_limits, rgb, name)], name)
+        return cls([ImageChannel(levels, contrast_limits, rgb, name)], name)
 
     @property
     def height(self) -> int:
@@ -162,7 +156,7 @@ class ImageSource:
         """The region as (h, w, 3) uint8, the model's input."""
         raw = self.read_raw(region)
         if intensity == "auto":
-            from ovsam_core import load_image
+            from .images import load_image
 
             if len(raw) == 1:
                 arr = raw[0][..., :3] if self.channels[0].rgb else raw[0]
@@ -180,22 +174,3 @@ class ImageSource:
         elif len(planes) == 2:
             planes.append(np.zeros_like(planes[0]))
         return np.ascontiguousarray(np.stack(planes, axis=-1))
-
-
-def source_from_layers(layers: Sequence[Any]) -> ImageSource:
-    """An :class:`ImageSource` from napari Image layers (duck-typed; napari is not imported)."""
-    chans = []
-    for layer in layers:
-        data = layer.data
-        levels = list(data) if getattr(layer, "multiscale", False) else [data]
-        chans.append(Channel(levels, tuple(layer.contrast_limits), bool(getattr(layer, "rgb", False)),
-                             str(layer.name)))
-    return ImageSource(chans, chans[0].name if chans else None)
-
-
-def new_labels(shape: Sequence[int], dense_max: int = DENSE_MAX):
-    """An empty label volume: numpy for small shapes, :class:`ChunkedLabels` beyond ``dense_max``."""
-    shape = tuple(int(s) for s in shape)
-    if math.prod(shape) <= dense_max:
-        return np.zeros(shape, np.int32)
-    return ChunkedLabels(shape, np.int32)
