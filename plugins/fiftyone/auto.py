@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Union
 
-from ovsam_core import AutoSettings, HostLabel, PrelabelResult, load_vocabulary, parse_vocabulary_text
+from ovsam_core import AutoSettings, HostLabel, PrelabelResult, labels_from_names, load_vocabulary, parse_vocabulary_text
 
-from .store import dataset_name
+from .store import dataset_name, field_kind
 
 Classes = Union[None, str, Sequence[str]]
 #: label types whose labels can be classes, and the path of their labels
@@ -40,23 +40,15 @@ def host_labels(classes: Classes) -> Optional[List[HostLabel]]:
         if parsed is None:
             return None
         classes = parsed if isinstance(parsed, list) else list(load_vocabulary(parsed).names)
-    out = []
-    for c in classes:
-        parts = [p.strip() for p in str(c).split(",") if p.strip()]
-        if parts:
-            out.append(HostLabel(parts[0], parts[0], tuple(parts[1:])))
-    return out or None
+    return labels_from_names(classes) or None
 
 
 def field_classes(samples, field: str) -> List[str]:
     """The distinct labels of a label field (Detections, Classification(s), Polylines, Keypoints)."""
-    f = samples.get_field(field)
-    if f is None:
-        raise ValueError(f"classes field {field!r} does not exist on dataset {dataset_name(samples)!r}")
-    kind = getattr(getattr(f, "document_type", None), "__name__", None)
+    kind = field_kind(samples, field)
     if kind not in LABEL_LISTS:
-        raise ValueError(f"classes field {field!r} holds {kind or type(f).__name__}, not labels; give a "
-                         f"{', '.join(LABEL_LISTS)} field")
+        raise ValueError(f"classes field {field!r} does not exist on dataset {dataset_name(samples)!r}" if kind is None
+                         else f"classes field {field!r} holds {kind}, not labels; give a {', '.join(LABEL_LISTS)} field")
     names = sorted(v for v in samples.distinct(f"{field}{LABEL_LISTS[kind]}.label") if v)
     if not names:
         raise ValueError(f"classes field {field!r} has no labels; give classes=[...] instead")

@@ -15,16 +15,14 @@ import numpy as np
 
 from ovsam_core import detection_rates, label_accuracy, relative_iou
 
-from .store import dataset_name, get_run, set_info
+from .store import dataset_name, field_kind, get_run, set_info
 
 
 def _check_detections(samples, field: str, role: str) -> None:
-    f = samples.get_field(field)
-    if f is None:
-        raise ValueError(f"{role} field {field!r} does not exist on dataset {dataset_name(samples)!r}")
-    doc = getattr(getattr(f, "document_type", None), "__name__", None)
-    if doc != "Detections":
-        raise ValueError(f"{role} field {field!r} holds {doc or type(f).__name__}; evaluation needs Detections")
+    kind = field_kind(samples, field)
+    if kind != "Detections":
+        raise ValueError(f"{role} field {field!r} does not exist on dataset {dataset_name(samples)!r}" if kind is None
+                         else f"{role} field {field!r} holds {kind}; evaluation needs Detections")
 
 
 def _counts(samples, key: str, pred_field: str, gt_field: str, any_class: bool) -> Dict[str, Any]:

@@ -17,9 +17,10 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from ovsam_core import BatchReport, load_image, prelabel, run_batch
 
 from .auto import Classes, auto_settings, field_classes, host_labels, to_detections
-from .model import OVSAMModel, get_predictor
+from . import model as model_mod
+from .model import OVSAMModel
 from .prompts import check_prompt_field
-from .store import get_run, record_run, root
+from .store import field_kind, get_run, record_run, root
 from .vocab import VocabInput, describe, get_vocabulary, parse_vocabulary
 
 ProgressFn = Callable[[float, str], None]
@@ -38,13 +39,12 @@ def existing_labels(samples, label_field: str, source_field: Optional[str], sour
         raise ValueError(f"give an output field name, got {label_field!r}")
     if label_field == source_field:
         raise ValueError(f"the output field {label_field!r} is the {source} field; choose another name")
-    f = root(samples).get_field(label_field)
-    if f is None:
+    kind = field_kind(root(samples), label_field)
+    if kind is None:
         return set()
-    doc = getattr(getattr(f, "document_type", None), "__name__", None)
-    if doc != "Detections":
-        raise LabelFieldExistsError(f"field {label_field!r} exists and holds {doc or type(f).__name__}, not "
-                                    "Detections; choose another output field")
+    if kind != "Detections":
+        raise LabelFieldExistsError(f"field {label_field!r} exists and holds {kind}, not Detections; choose "
+                                    "another output field")
     return set(samples.exists(label_field).values("id"))
 
 
@@ -77,44 +77,27 @@ def _run(samples, label_field: str, run: Dict[str, Any], one: Callable, done: Se
     return rep, objects[0], seconds
 
 
-def label_with_prompts(
-    samples,
-    prompt_field: str,
-    label_field: str = "ovsam",
-    *,
-    model: str = "ovsam-lvis",
-    vocabulary: VocabInput = None,
-    mode: Optional[str] = None,
-    top_k: int = 5,
-    skip_existing: bool = False,
-    overwrite: bool = False,
-    device: str = "auto",
-    dtype: str = "fp32",
-    weights_dir=None,
-    point_labels_attr: str = "point_labels",
-    predictor=None,
-    progress: Optional[ProgressFn] = None,
-    skip_failures: bool = True,
-) -> Dict[str, Any]:
+def label_with_prompts(samples, prompt_field: str, label_field: str = "ovsam", *, model: str = "ovsam-lvis",
+                       vocabulary: VocabInput = None, mode: Optional[str] = None, top_k: int = 5,
+                       skip_existing: bool = False, overwrite: bool = False, device: str = "auto", dtype: str = "fp32",
+                       weights_dir=None, point_labels_attr: str = "point_labels", predictor=None,
+                       progress: Optional[ProgressFn] = None, skip_failures: bool = True) -> Dict[str, Any]:
     """Segment and name every prompt of ``prompt_field``; write ``Detections`` to ``label_field``.
 
     Args:
-        samples: a FiftyOne dataset or view (the App's selection works too).
+        samples: a dataset or view (the App's selection works too).
         prompt_field: a Detections (box prompts) or Keypoints (point prompts) field.
-        label_field: output field (Detections).
-        model / mode / top_k / device / dtype / weights_dir / point_labels_attr: see
-            :class:`~ovsam_plugins.fiftyone.model.OVSAMModelConfig`.
-        vocabulary: preset, file, folder, list or text (:mod:`~ovsam_plugins.fiftyone.vocab`);
-            default the dataset's (:func:`set_vocabulary`), else the model's.
-        skip_existing: leave samples that already have ``label_field`` alone (resume).
-        overwrite: allow replacing existing labels in ``label_field``.
-        predictor: reuse a loaded :class:`ovsam_core.Predictor`.
-        progress: ``fn(fraction, message)`` called after each sample.
-        skip_failures: count unreadable images and go on (else raise).
+        model / vocabulary / mode / top_k / device / dtype / weights_dir / point_labels_attr: see
+            :class:`~ovsam_plugins.fiftyone.model.OVSAMModelConfig`; vocabulary default: the
+            dataset's (:func:`set_vocabulary`), else the model's.
+        skip_existing: leave samples that have ``label_field`` alone (resume); overwrite: allow
+            replacing them. predictor: a loaded :class:`ovsam_core.Predictor` to use.
+        progress: ``fn(fraction, message)`` after each sample; skip_failures: count unreadable
+            images and go on (else raise).
     Returns:
-        a summary: ``samples`` (in the view), ``processed``, ``labelled``, ``objects``,
-        ``skipped_existing``, ``skipped_no_prompts``, ``invalid_prompts``, ``failed``,
-        ``problems`` (first messages), ``seconds``, ``label_field``, ``vocabulary``, ``model``.
+        ``samples``, ``processed``, ``labelled``, ``objects``, ``skipped_existing``,
+        ``skipped_no_prompts``, ``invalid_prompts``, ``failed``, ``problems`` (first messages),
+        ``seconds``, ``label_field``, ``vocabulary``, ``model``.
     """
     check_prompt_field(samples, prompt_field)
     existing = existing_labels(samples, label_field, prompt_field)
@@ -164,25 +147,23 @@ def label_everything(samples, label_field: str = "ovsam_auto", *, classes: Class
     """Pre-label ``samples`` with no prompt; ``Detections`` into ``label_field`` (see :mod:`.auto`).
 
     Args:
-        samples: a dataset or view (the App's selection works too).
-        classes / classes_field: the classes to label; none: everything mode keeps every object
-            under its class name.
-        mode: ``find`` | ``everything`` (default: find with classes, everything without).
-        points_per_side / min_score: the grid of point prompts and the minimum label probability.
-        model / vocabulary / device / dtype: the ovsam model; ``vocabulary`` names everything
-            mode's objects (default the model's).
-        overwrite: relabel every sample (else a run with other settings into a field that holds
-            labels is refused, and a run with the same settings resumes).
+        classes / classes_field: the classes to label (none: everything mode keeps every object).
+        mode: ``find`` | ``everything`` (default: find with classes, everything without);
+            points_per_side / min_score: the grid of point prompts, the minimum label probability.
+        model / vocabulary / device / dtype / predictor: the model; ``vocabulary`` names the
+            objects of everything mode (default the model's).
+        overwrite: relabel every sample (else other settings into a field with labels are
+            refused and the same settings resume).
         progress: ``fn(fraction, message)`` after each sample; should_stop: ``fn() -> True`` ends early.
     Returns:
-        ``{"samples", "labelled", "objects", "skipped_existing", "failed", "problems", "cancelled",
-        "seconds", "label_field", "classes", "mode"}``.
+        ``samples``, ``labelled``, ``objects``, ``skipped_existing``, ``failed``, ``problems``,
+        ``cancelled``, ``seconds``, ``label_field``, ``classes``, ``mode``.
     """
     existing = existing_labels(samples, label_field, classes_field, "classes")
     labels = host_labels(field_classes(samples, classes_field) if classes_field and not classes else classes)
     settings = auto_settings(labels, mode, points_per_side=points_per_side, min_score=min_score)
     vocab = parse_vocabulary(vocabulary)
-    pred = predictor or get_predictor(model, device=device, dtype=dtype)
+    pred = predictor or model_mod.get_predictor(model, device=device, dtype=dtype)
     run = {"prompt_field": None, "classes_field": classes_field, "model": pred.name, "vocabulary": describe(vocab),
            "classes": [lab.name for lab in labels or []], "settings": settings.to_dict()}
     old = get_run(samples, label_field) or {}

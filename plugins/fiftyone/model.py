@@ -17,7 +17,6 @@ keyword), everything mode without classes; ``auto_mode``, ``points_per_side``, `
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -27,7 +26,7 @@ import fiftyone.core.labels as fol
 import fiftyone.core.models as fom
 
 from ovsam_core import (AutoSettings, LoadedImage, ObjectPrediction, Predictor, load_image, pixels_to_relative,
-                        prelabel, prompt_result_box)
+                        prelabel, prompt_result_box, shared_predictor, written_names)
 
 from .auto import auto_settings, field_classes, host_labels, to_detections
 from .prompts import PromptSource, label_to_prompts
@@ -38,21 +37,8 @@ PROMPT_KEYS = ("prompt_field", "box_prompt_field", "point_prompt_field")
 #: ``apply_model`` keyword naming the field whose labels are the classes of prompt-free labelling
 CLASSES_KEY = "classes_field"
 
-_PREDICTORS: Dict[Tuple, Predictor] = {}
-_LOCK = threading.Lock()
-
-
-def get_predictor(model: str = "ovsam-lvis", *, device: str = "auto", dtype: str = "fp32",
-                  weights_dir=None, weights=None, download: bool = True) -> Predictor:
-    """A :class:`ovsam_core.Predictor`, shared per process (operators reuse loaded models)."""
-    key = (model, device, dtype, str(weights_dir or ""), str(weights or ""))
-    with _LOCK:
-        pred = _PREDICTORS.get(key)
-        if pred is None:
-            pred = Predictor(model, device=device, dtype=dtype, weights_dir=weights_dir, weights=weights,
-                             download=download, progress=False)
-            _PREDICTORS[key] = pred
-    return pred
+#: a :class:`ovsam_core.Predictor` shared per process (operators reuse loaded models)
+get_predictor = shared_predictor
 
 
 @dataclass
@@ -160,12 +146,7 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
     def class_names(self) -> Tuple[List[str], Dict[str, str]]:
         """(class name per vocabulary index, display name -> class name) of the vocabulary."""
         if self._names is None:
-            vocab = self.predictor.classifier(self.vocabulary).vocabulary
-            names = [n.split(",")[0].strip() for n in vocab.names]
-            display = {}
-            for d, n in zip(vocab.display_names(), names):
-                display.setdefault(d, n)
-            self._names = (names, display)
+            self._names = written_names(self.predictor.classifier(self.vocabulary).vocabulary)
         return self._names
 
     def predict(self, arg, sample=None):

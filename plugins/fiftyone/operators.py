@@ -22,6 +22,7 @@ from .auto import LABEL_LISTS
 from .evaluation import evaluate
 from .labeling import label_everything, label_with_prompts
 from .prompts import check_prompt_field, prompt_candidates
+from .store import fields_of_kind
 from .vocab import PROMPT_LABELS, set_vocabulary
 
 PLUGIN = "@ovsam/ovsam"
@@ -38,8 +39,7 @@ def _choices(values: List[str]):
 
 
 def _fields(ctx, kinds=("Detections",)) -> List[str]:
-    schema = ctx.dataset.get_field_schema() if ctx.dataset is not None else {}
-    return sorted(n for n, f in schema.items() if getattr(getattr(f, "document_type", None), "__name__", None) in kinds)
+    return fields_of_kind(ctx.dataset, kinds) if ctx.dataset is not None else []
 
 
 def _or(p: Dict[str, Any], key: str, default):

@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from ovsam_core import Prompt, PromptError, prompt_from_relative
 
-from .store import dataset_name
+from .store import dataset_name, field_kind, fields_of_kind
 
 #: FiftyOne label types that can hold prompts -> prompt kind.
 PROMPT_TYPES = {"Detections": "box", "Detection": "box", "Keypoints": "points", "Keypoint": "points"}
@@ -35,15 +35,9 @@ class PromptSource:
     kind: str
 
 
-def _type_name(field) -> Optional[str]:
-    doc = getattr(field, "document_type", None)
-    return doc.__name__ if doc is not None else None
-
-
 def prompt_candidates(samples) -> List[str]:
     """Top-level fields of ``samples`` that can be prompt fields."""
-    schema = samples.get_field_schema()
-    return sorted(n for n, f in schema.items() if _type_name(f) in PROMPT_TYPES)
+    return fields_of_kind(samples, PROMPT_TYPES)
 
 
 def check_prompt_field(samples, field: str) -> str:
@@ -52,20 +46,18 @@ def check_prompt_field(samples, field: str) -> str:
     Raises:
         PromptFieldError: no such field, or a field that is not Detections/Keypoints.
     """
-    if not field or not isinstance(field, str):
-        raise PromptFieldError(f"give a prompt field (a Detections or Keypoints field), got {field!r}; "
-                               f"candidates: {', '.join(prompt_candidates(samples)) or 'none'}")
-    f = samples.get_field(field)
-    if f is None:
-        raise PromptFieldError(f"prompt field {field!r} does not exist on dataset {dataset_name(samples)!r}; "
-                               f"fields that can be prompts: {', '.join(prompt_candidates(samples)) or 'none'}")
-    name = _type_name(f)
-    if name not in PROMPT_TYPES:
-        what = name or type(f).__name__
-        raise PromptFieldError(f"prompt field {field!r} holds {what}, not prompts: use a Detections (boxes) or "
-                               f"Keypoints (points) field; candidates: "
-                               f"{', '.join(prompt_candidates(samples)) or 'none'}")
-    return PROMPT_TYPES[name]
+    named = isinstance(field, str) and bool(field)
+    kind = field_kind(samples, field) if named else None
+    if kind in PROMPT_TYPES:
+        return PROMPT_TYPES[kind]
+    if not named:
+        what = f"give a prompt field, got {field!r}"
+    elif kind is None:
+        what = f"prompt field {field!r} does not exist on dataset {dataset_name(samples)!r}"
+    else:
+        what = f"prompt field {field!r} holds {kind}, not prompts"
+    raise PromptFieldError(f"{what}: use a Detections (boxes) or Keypoints (points) field; candidates: "
+                           f"{', '.join(prompt_candidates(samples)) or 'none'}")
 
 
 def label_kind(value, field: str) -> Optional[str]:

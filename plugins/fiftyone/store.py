@@ -5,7 +5,7 @@ settings, whether the run finished): resuming and evaluation read it.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 INFO_KEY = "ovsam"
 
@@ -20,6 +20,20 @@ def root(samples):
     import fiftyone as fo
 
     return samples if isinstance(samples, fo.Dataset) else fo.load_dataset(dataset_name(samples))
+
+
+def field_kind(samples, field: str) -> Optional[str]:
+    """The label type of a field (``"Detections"``, ...), the field class name for other fields,
+    ``None`` when there is no such field."""
+    f = samples.get_field(field)
+    doc = getattr(f, "document_type", None)
+    return None if f is None else doc.__name__ if doc is not None else type(f).__name__
+
+
+def fields_of_kind(samples, kinds: Iterable[str]) -> List[str]:
+    """Top-level fields of ``samples`` holding one of the label types ``kinds``, sorted."""
+    kinds = set(kinds)
+    return sorted(n for n in samples.get_field_schema() if field_kind(samples, n) in kinds)
 
 
 def get_info(samples, section: str) -> Any:
