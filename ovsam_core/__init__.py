@@ -47,8 +47,8 @@ from .automatic import AutoObject, AutoResult, Cancelled, EverythingOptions
 from .prelabel import (AUTO_MODES, AutoSettings, LabeledObject, PrelabelResult, coco_annotations, instance_image,
                        label_queries, prelabel)
 from .jobs import BatchReport, Journal, run_batch
-from .serving import (BytesLRU, ImageCache, JobQueue, LazyModel, Metrics, parse_bool, rss_bytes, dataclass_from_env,
-                      dataclass_to_env, env_table, overrun_note)
+from .serving import (BytesLRU, ImageCache, JobQueue, LazyModel, Metrics, ProjectOptions, parse_bool, rss_bytes,
+                      dataclass_from_env, dataclass_to_env, env_table, overrun_note)
 from .labelchoice import choose_label
 from .safe_download import (DownloadError, RefusedSource, check_public, data_url_bytes, host_port, read_capped_file,
                             safe_download)
@@ -96,7 +96,7 @@ __all__ = [
     "label_queries", "prelabel", "BatchReport", "Journal", "run_batch",
     "BytesLRU", "JobQueue", "LazyModel", "Metrics", "parse_bool", "rss_bytes", "dataclass_from_env", "dataclass_to_env",
     "choose_label", "DownloadError", "RefusedSource", "check_public", "host_port", "safe_download",
-    "ImageCache", "env_table", "overrun_note", "data_url_bytes", "read_capped_file",
+    "ImageCache", "ProjectOptions", "env_table", "overrun_note", "data_url_bytes", "read_capped_file",
     "LabelledRegion", "PromptObject", "PrototypeCache", "label_mapper", "label_prompts", "region_prototypes",
     "MaskPolygons", "crop_iou", "crop_to_rle", "mask_box", "mask_to_polygons", "polygon_to_mask",
     "resize_nearest", "tight_crop",

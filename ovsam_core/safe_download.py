@@ -7,14 +7,17 @@ link-local and reserved addresses are refused). Credentials (``auth(url, retry)`
 where the caller says; a 401 is retried once with ``retry=True`` (refresh a short-lived token).
 The body is capped at ``max_bytes`` while streaming. Errors carry the HTTP status a service
 answers with: :class:`RefusedSource` (403), :class:`DownloadError` (404, 413, 422, 502).
+:func:`read_capped_file` and :func:`data_url_bytes` do the same for local files (below a root
+the caller trusts) and ``data:`` URLs.
 """
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Callable, Optional, Tuple
 from urllib.parse import urljoin, urlparse
 
-from .fetch import is_public_address
+from .fetch import ImageTooLargeError, UnsafeSourceError, decode_data_url, is_public_address, safe_join
 
 
 class DownloadError(Exception):
@@ -30,6 +33,32 @@ class RefusedSource(DownloadError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, 403)
+
+
+def read_capped_file(root: str, relative: str, max_bytes: int) -> bytes:
+    """The bytes of ``root/relative`` (never outside ``root``: :class:`RefusedSource`); a missing
+    file is a 404, one over ``max_bytes`` a 413 :class:`DownloadError`."""
+    try:
+        path: Path = safe_join(root, relative)
+    except UnsafeSourceError as e:
+        raise RefusedSource(str(e)) from None
+    if not path.is_file():
+        raise DownloadError(f"image not found: {path.name}", 404)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DownloadError(f"image {path.name} is {size} bytes, over the {max_bytes} limit", 413)
+    return path.read_bytes()
+
+
+def data_url_bytes(ref: str, max_bytes: int) -> bytes:
+    """The bytes of a base64 ``data:image/...`` URL; :class:`DownloadError` 413 when over
+    ``max_bytes``, 422 when it is not such a URL."""
+    try:
+        return decode_data_url(ref, max_bytes)
+    except ImageTooLargeError as e:
+        raise DownloadError(str(e), 413) from None
+    except ValueError as e:
+        raise DownloadError(str(e), 422) from None
 
 
 def host_port(url: str) -> Tuple[str, int]:

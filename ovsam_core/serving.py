@@ -1,15 +1,22 @@
 """Host-neutral pieces of a model service (an ML backend, a plugin server): counters, process
-memory, a byte-bounded LRU, a model loaded once on first use, and settings from environment
-variables. No web framework, no host application.
+memory, a byte-bounded LRU, a cache of decoded images, a model loaded once on first use, a job
+queue, a request's time budget, and settings from environment variables. No web framework, no
+host application.
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import fields
-from typing import Any, Callable, Dict, Generic, Hashable, Mapping, Optional, Tuple, Type, TypeVar
+from typing import (Any, Callable, Dict, Generic, Hashable, Iterable, Mapping, Optional, Tuple, Type, TypeVar,
+                    get_type_hints)
+
+from .fetch import ImageTooLargeError, load_image_limited
+from .images import ImageError, LoadedImage
+from .safe_download import DownloadError
 
 T = TypeVar("T")
 
@@ -82,6 +89,108 @@ class BytesLRU(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class ImageCache:
+    """Decoded images by key (e.g. their URL), LRU-bounded by ``max_bytes`` of RGB pixels.
+
+    :meth:`load` decodes untrusted bytes under a size and pixel limit; failures are
+    :class:`DownloadError` with the HTTP status a service answers with (413 too large, 422
+    unreadable); ``limit_hint`` (e.g. the setting to raise) is added to the 413 message.
+    """
+
+    def __init__(self, max_bytes: int, max_pixels: int, max_image_bytes: int, limit_hint: str = "",
+                 metrics: Optional[Metrics] = None) -> None:
+        self._lru: BytesLRU[LoadedImage] = BytesLRU(max_bytes, lambda im: im.rgb.nbytes)
+        self.max_pixels, self.max_image_bytes = max_pixels, max_image_bytes
+        self.limit_hint, self.metrics = limit_hint, metrics
+
+    def load(self, key: Hashable, fetch: Callable[[], bytes]) -> LoadedImage:
+        """The image cached under ``key``, else ``fetch()``'s bytes decoded (and cached)."""
+        hit = self._lru.get(key)
+        if hit is not None:
+            if self.metrics is not None:
+                self.metrics.add("image_cache_hits")
+            return hit
+        data = fetch()
+        try:
+            img = load_image_limited(data, self.max_pixels, self.max_image_bytes)
+        except ImageTooLargeError as e:
+            raise DownloadError(f"{e}{f' ({self.limit_hint})' if self.limit_hint else ''}", 413) from None
+        except ImageError as e:
+            raise DownloadError(f"unreadable image: {e}", 422) from None
+        self._lru.put(key, img)
+        return img
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    @property
+    def nbytes(self) -> int:
+        return self._lru.nbytes
+
+
+def overrun_note(started: float, done: int, total: int, limit: float, hint: str, log: Optional[Any] = None, *,
+                 unit: str = "item", limit_name: str = "") -> Optional[str]:
+    """Why item ``done`` (0-based) of a request of ``total`` items started at ``started`` (epoch s)
+    is not run: the caller stops waiting after ``limit`` s (the setting ``limit_name``); None
+    while there is time. Warns on ``log`` (a ``logging.Logger``) with ``hint`` (how to do large
+    jobs instead) after the first item when the whole request will outlast the limit, and when it did."""
+    spent = time.time() - started
+    if log is not None and done == 1 and spent * total > limit:
+        log.warning("a request of %d %ss will take about %.0f s. %s", total, unit, spent * total, hint)
+    if spent <= limit:
+        return None
+    if log is not None:
+        log.warning("%d of %d %ss not run after %.0f s. %s", total - done, total, unit, spent, hint)
+    return f"not run: the request took longer than the caller waits ({limit:.0f} s{', ' if limit_name else ''}{limit_name})"
+
+
+class ProjectOptions:
+    """Per-project options of a service (e.g. a host project's extra parameters): JSON objects,
+    checked by ``check(options)`` (raise ``ValueError`` naming the bad key) when set, kept in
+    memory and, with ``folder``, in ``<folder>/<project>.json`` so that other worker processes
+    and restarts see them. ``name`` is how errors call them (e.g. ``extra_params``)."""
+
+    def __init__(self, folder: Optional[str], check: Callable[[Mapping[str, Any]], Any] = lambda o: None,
+                 name: str = "options") -> None:
+        self.folder, self.check, self.name = folder, check, name
+        self._options: Dict[str, Dict[str, Any]] = {}
+
+    def parse(self, raw: Any) -> Dict[str, Any]:
+        """A JSON object (or its text; empty: ``{}``), checked; ``ValueError`` says what is wrong."""
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw) if raw.strip() else {}
+            except ValueError as e:
+                raise ValueError(f"{self.name} is not JSON: {e}") from None
+        if raw and not isinstance(raw, Mapping):
+            raise ValueError(f'{self.name} must be a JSON object, e.g. {{"auto": "find", "points_per_side": 16}}')
+        options = dict(raw or {})
+        try:
+            self.check(options)
+        except ValueError as e:
+            raise ValueError(f"{self.name}: {e}") from None
+        return options
+
+    def _path(self, project: str) -> str:
+        return os.path.join(str(self.folder), f"{int(project) if project.isdigit() else 0}.json")
+
+    def set(self, project: str, raw: Any, persist: bool = True) -> Dict[str, Any]:
+        """Check and keep ``raw`` as the options of ``project`` (a numeric key)."""
+        options = self._options[project] = self.parse(raw)
+        if persist and self.folder:
+            os.makedirs(str(self.folder), exist_ok=True)
+            with open(self._path(project), "w") as f:
+                json.dump(options, f)
+        return options
+
+    def get(self, project: str) -> Dict[str, Any]:
+        """The options of ``project`` (``{}`` when none were set)."""
+        if project not in self._options and self.folder and os.path.isfile(self._path(project)):
+            with open(self._path(project)) as f:
+                return json.load(f)
+        return self._options.get(project, {})
 
 
 class LazyModel(Generic[T]):
@@ -184,6 +293,28 @@ EnvTable = Mapping[str, Tuple[str, Callable[[str], Any]]]
 def parse_bool(v: str) -> bool:
     """``1/true/yes/on`` (any case) -> True, anything else False."""
     return v.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_table(cls: Type[Any], prefix: str, *, before: Mapping[str, str] = {}, after: Mapping[str, str] = {},
+              skip: Iterable[str] = (), parsers: Mapping[str, Callable[[str], Any]] = {}) -> Dict[str, Tuple[str, Callable[[str], Any]]]:
+    """The env table of a settings dataclass for :func:`dataclass_from_env`: ``before`` (other
+    programs' names: env name -> field), then ``<prefix><FIELD>`` for every field not in ``skip``,
+    then ``after`` (later names win). Parsers: ``parsers[field]``, else by the field's type
+    (``bool``: :func:`parse_bool`, ``int``, ``float``, anything else ``str``)."""
+    hints = get_type_hints(cls)
+
+    def parser(name: str) -> Callable[[str], Any]:
+        if name in parsers:
+            return parsers[name]
+        t = hints[name]
+        args = [a for a in getattr(t, "__args__", ()) if a is not type(None)]
+        t = args[0] if getattr(t, "__origin__", None) is not None and len(args) == 1 else t
+        return {bool: parse_bool, int: int, float: float}.get(t, str)
+
+    skip = set(skip)
+    names = [*before.items(), *((prefix + f.name.upper(), f.name) for f in fields(cls) if f.name not in skip),
+             *after.items()]
+    return {env: (attr, parser(attr)) for env, attr in names}
 
 
 def dataclass_from_env(cls: Type[T], table: EnvTable, env: Optional[Mapping[str, str]] = None, **overrides) -> T:

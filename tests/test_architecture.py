@@ -15,7 +15,7 @@ MAX_MODULE_LINES = 400
 #: the goal of issue 13 (not met yet: see ADAPTER_CEILING)
 ADAPTER_GOAL = 1200
 #: measured now; an adapter must not grow back (lower these as logic moves to the core)
-ADAPTER_CEILING = {"label_studio": 2095, "fiftyone": 1331, "napari": 2300}
+ADAPTER_CEILING = {"label_studio": 1916, "fiftyone": 1331, "napari": 2300}
 HOSTS = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "fiftyone", "flask", "werkzeug",
          "gunicorn", "label_studio", "label_studio_sdk")
 
@@ -40,10 +40,18 @@ def test_adapter_does_not_grow(adapter):
     assert total <= ADAPTER_CEILING[adapter]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 goal not reached yet: Label Studio and napari adapters are over "
-                                       "1,200 lines (see ADAPTER_CEILING)")
-def test_adapters_meet_the_1200_line_goal():
-    assert all(sum(_lines(p) for p in _modules(a)) <= ADAPTER_GOAL for a in ADAPTERS)
+#: adapters still over the goal: their goal test is a strict xfail, so it fails (XPASS) once an
+#: adapter reaches the goal; then take it out of this set. Each adapter is judged on its own.
+OVER_GOAL = {"label_studio", "fiftyone"}
+
+
+@pytest.mark.parametrize("adapter", [
+    pytest.param(a, marks=pytest.mark.xfail(strict=True, reason=f"issue 13 goal not reached yet: {a} is over "
+                                                                "1,200 lines (see ADAPTER_CEILING)"))
+    if a in OVER_GOAL else a for a in ADAPTERS])
+def test_adapter_meets_the_1200_line_goal(adapter):
+    total = sum(_lines(p) for p in _modules(adapter))
+    assert total <= ADAPTER_GOAL, f"{adapter}: {total} lines"
 
 
 def _imports(path: Path, package: str):

@@ -8,8 +8,9 @@ from typing import Tuple
 
 import pytest
 
-from ovsam_core import (BytesLRU, DownloadError, JobQueue, LazyModel, Metrics, RefusedSource, dataclass_from_env,
-                        dataclass_to_env, host_port, parse_bool, rss_bytes, safe_download)
+from ovsam_core import (BytesLRU, DownloadError, ImageCache, JobQueue, LazyModel, Metrics, ProjectOptions, RefusedSource,
+                        data_url_bytes, dataclass_from_env, dataclass_to_env, env_table, host_port, overrun_note,
+                        parse_bool, read_capped_file, rss_bytes, safe_download)
 
 
 def test_metrics_and_rss():
@@ -145,3 +146,90 @@ def test_safe_download_trust_redirects_auth_and_size(server):
     with pytest.raises(DownloadError) as e:
         safe_download(url + "/missing", **kw)
     assert e.value.status == 404
+
+
+def test_env_table_prefixes_fields_and_keeps_aliases_in_order():
+    table = env_table(S, "A_", before={"OTHER_NAME": "name"}, after={"LAST_N": "n"}, skip=("hosts",))
+    assert list(table) == ["OTHER_NAME", "A_NAME", "A_N", "A_ON", "LAST_N"]
+    assert [table[k][1] for k in ("A_NAME", "A_N", "A_ON")] == [str, int, parse_bool]
+    s = dataclass_from_env(S, table, {"OTHER_NAME": "x", "A_N": "2", "LAST_N": "5", "A_ON": "on"})
+    assert s == S("x", 5, True)  # LAST_N (after) wins over A_N
+    assert dataclass_from_env(S, table, {"OTHER_NAME": "x", "A_NAME": "y"}).name == "y"  # the prefixed name wins
+    hosts = env_table(S, "A_", parsers={"hosts": lambda v: tuple(v.split(","))})
+    assert dataclass_from_env(S, hosts, {"A_HOSTS": "a,b"}).hosts == ("a", "b")
+
+
+def test_image_cache_decodes_once_and_maps_errors_to_statuses():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(buf, "PNG")
+    png = buf.getvalue()
+    calls = []
+    m = Metrics()
+    cache = ImageCache(10 ** 6, max_pixels=1000, max_image_bytes=10 ** 6, limit_hint="RAISE_ME", metrics=m)
+    img = cache.load("a", lambda: calls.append(1) or png)
+    assert (img.width, img.height) == (30, 20) and cache.load("a", lambda: b"never") is img and calls == [1]
+    assert len(cache) == 1 and cache.nbytes == 20 * 30 * 3 and m.snapshot() == {"image_cache_hits": 1.0}
+    big = io.BytesIO()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(big, "PNG")
+    with pytest.raises(DownloadError, match="RAISE_ME") as e:
+        cache.load("b", big.getvalue)
+    assert e.value.status == 413
+    with pytest.raises(DownloadError, match="unreadable image") as e:
+        cache.load("c", lambda: b"not an image")
+    assert e.value.status == 422 and len(cache) == 1
+
+
+def test_overrun_note_warns_and_cuts(caplog):
+    import logging
+    import time
+
+    log = logging.getLogger("test.overrun")
+    assert overrun_note(time.time(), 0, 3, 10.0, "hint", log) is None
+    assert overrun_note(time.time() - 4, 1, 3, 10.0, "use the batch command", log, unit="task") is None
+    assert "3 tasks will take about 12 s. use the batch command" in caplog.text
+    note = overrun_note(time.time() - 11, 1, 3, 10.0, "hint", log, unit="task", limit_name="TIMEOUT")
+    assert note == "not run: the request took longer than the caller waits (10 s, TIMEOUT)"
+    assert "2 of 3 tasks not run after 11 s" in caplog.text
+
+
+def test_project_options_check_persist_and_reload(tmp_path):
+    def check(o):
+        if "bad" in o:
+            raise ValueError("unknown key 'bad'")
+
+    opts = ProjectOptions(str(tmp_path / "p"), check, "extra_params")
+    assert opts.get("3") == {} and opts.set("3", '{"auto": "off"}') == {"auto": "off"}
+    assert ProjectOptions(str(tmp_path / "p")).get("3") == {"auto": "off"}  # another process reads the file
+    assert opts.set("4", {"n": 1}, persist=False) == {"n": 1} and not (tmp_path / "p" / "4.json").exists()
+    for raw, words in [("{nope", "extra_params is not JSON"), ("[1]", "must be a JSON object"),
+                       ({"bad": 1}, "extra_params: unknown key 'bad'")]:
+        with pytest.raises(ValueError, match=words):
+            opts.set("3", raw)
+    assert opts.get("3") == {"auto": "off"} and opts.parse("") == {} and opts.parse(None) == {}
+
+
+def test_read_capped_file_and_data_urls(tmp_path):
+    import base64
+
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "a.png").write_bytes(b"x" * 10)
+    (tmp_path / "secret").write_bytes(b"s")
+    assert read_capped_file(str(tmp_path / "root"), "a.png", 10) == b"x" * 10
+    for rel, status in [("../secret", 403), ("none.png", 404)]:
+        with pytest.raises(DownloadError) as e:
+            read_capped_file(str(tmp_path / "root"), rel, 10)
+        assert e.value.status == status
+    with pytest.raises(DownloadError, match="over the 9 limit") as e:
+        read_capped_file(str(tmp_path / "root"), "a.png", 9)
+    assert e.value.status == 413
+    url = "data:image/png;base64," + base64.b64encode(b"y" * 30).decode()
+    assert data_url_bytes(url, 100) == b"y" * 30
+    for ref, limit, status in [(url, 10, 413), ("data:text/plain;base64,eHk=", 100, 422), ("data:image/png;base64,@@", 100, 422)]:
+        with pytest.raises(DownloadError) as e:
+            data_url_bytes(ref, limit)
+        assert e.value.status == status

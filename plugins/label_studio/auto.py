@@ -8,8 +8,7 @@ labels hold it (brush RLE, polygons, rectangle), with its score.
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 from ovsam_core import AutoSettings, HostLabel, prelabel
 
@@ -48,18 +47,3 @@ def prelabel_task(backend, task: Mapping, cfg, settings: AutoSettings) -> Tuple[
         log.info("task %s: %s on %r: %d objects of %d labels (%d unmapped)", task.get("id"), settings.mode, to_name,
                  len(res), len(labels), res.unmapped)
     return regions, scores
-
-
-def late_note(t0: float, done: int, total: int, limit: float) -> Optional[str]:
-    """Why task ``done`` (0-based) of a ``/predict`` batch started at ``t0`` is not run (Label
-    Studio stops waiting after ``limit`` s, its ``ML_TIMEOUT_PREDICT``), else None. Logs a warning
-    pointing to ``ovsam label-studio prelabel`` when the batch will outlast it, and when it did."""
-    spent = time.time() - t0
-    hint = (f"Label Studio waits {limit:.0f} s for /predict (ML_TIMEOUT_PREDICT); pre-label large projects with "
-            "`ovsam label-studio prelabel --url <Label Studio URL> --project <id>`, or select fewer tasks")
-    if done == 1 and spent * total > limit:
-        log.warning("/predict of %d tasks will take about %.0f s. %s", total, spent * total, hint)
-    if spent <= limit:
-        return None
-    log.warning("/predict: %d of %d tasks not run after %.0f s. %s", total - done, total, spent, hint)
-    return f"not run: the request took longer than Label Studio waits ({limit:.0f} s, ML_TIMEOUT_PREDICT)"

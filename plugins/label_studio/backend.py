@@ -5,7 +5,6 @@ loads on first use (or in the background, ``warmup``); model calls are serialise
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -14,22 +13,23 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ovsam_core import (BytesLRU, ImageError, JobQueue, choose_label, ImageTooLargeError, LazyModel, LoadedImage, Metrics, PromptError,
-                        PrototypeSet, PrototypeStore, __version__, blend_probabilities, load_image_limited,
-                        region_descriptor, rss_bytes)
+from ovsam_core import (ImageCache, JobQueue, LazyModel, LoadedImage, Metrics, ProjectOptions, PromptError,
+                        PrototypeCache, PrototypeSet, PrototypeStore, __version__, label_prompts, overrun_note,
+                        rss_bytes)
 
 from . import outputs
-from .auto import late_note, prelabel_task
+from .auto import prelabel_task
 from .errors import BackendError, project_key  # noqa: F401 - BackendError, project_key re-exported
 from .fetch import ImageFetchError, ImageFetcher
 from .learning import LearningMixin
-from .labels import LabelConfigError, LabelMapper, ProjectConfig, ProjectLabel, parse_label_config
+from .labels import LabelConfigError, ProjectConfig, parse_label_config
 from .regions import PromptRegion, RegionError, batch_prompts, interactive_prompt, prompt_source, region_kind
 
 log = logging.getLogger("ovsam.label_studio")
 
-#: alternatives of a large vocabulary that are mapped onto project labels
-MAX_MAPPED_CLASSES = 2000
+#: what to do when a /predict batch outlasts Label Studio's ML_TIMEOUT_PREDICT
+LATE_HINT = ("Label Studio waits ML_TIMEOUT_PREDICT seconds for /predict; pre-label large projects with "
+             "`ovsam label-studio prelabel --url <Label Studio URL> --project <id>`, or select fewer tasks")
 
 
 class Backend(LearningMixin):
@@ -48,11 +48,11 @@ class Backend(LearningMixin):
         self.fetcher = fetcher or ImageFetcher(settings)
         self.metrics = Metrics()
         self.store = PrototypeStore(settings.db_path, settings.max_prototypes) if settings.learn else None
-        self._protos: Dict[str, Tuple[int, PrototypeSet]] = {}
-        self._protos_lock = threading.Lock()
-        self._images: BytesLRU[LoadedImage] = BytesLRU(settings.image_cache_bytes, lambda im: im.rgb.nbytes)
+        self._protos = PrototypeCache(self.store)
+        self._images = ImageCache(settings.image_cache_bytes, settings.max_image_pixels, settings.max_image_bytes,
+                                  "OVSAM_LS_MAX_IMAGE_PIXELS", self.metrics)
         self._jobs = JobQueue(self._run_job, 256, self._job_failed)  # learning (webhooks)
-        self._params: Dict[str, Dict[str, Any]] = {}  # project -> extra_params
+        self._params = ProjectOptions(str(Path(settings.model_dir) / "projects"), settings.auto_settings, "extra_params")
 
     # ================================================================== model
     @property
@@ -97,19 +97,7 @@ class Backend(LearningMixin):
         if not isinstance(ref, str):
             raise ImageFetchError(f"the task's image value must be a URL string, got {type(ref).__name__}", 422)
         key = f"{task_id}|{ref}" if "://" in ref and not ref.startswith("http") else ref
-        hit = self._images.get(key)
-        if hit is not None:
-            self.metrics.add("image_cache_hits")
-            return hit
-        data = self.fetcher.fetch(ref, task_id)
-        try:
-            img = load_image_limited(data, self.s.max_image_pixels, self.s.max_image_bytes)
-        except ImageTooLargeError as e:
-            raise ImageFetchError(f"{e} (OVSAM_LS_MAX_IMAGE_PIXELS)", 413) from None
-        except ImageError as e:
-            raise ImageFetchError(f"unreadable image: {e}", 422) from None
-        self._images.put(key, img)
-        return img
+        return self._images.load(key, lambda: self.fetcher.fetch(ref, task_id))
 
     # ================================================================== protocol: setup
     def setup(self, payload: Mapping, persist: bool = True) -> Dict[str, Any]:
@@ -120,38 +108,19 @@ class Backend(LearningMixin):
                 parse_label_config(schema)
             except LabelConfigError as e:
                 raise BackendError(str(e), 400) from None
-        extra = payload.get("extra_params")
-        if isinstance(extra, str) and extra.strip():
-            try:
-                extra = json.loads(extra)
-            except ValueError as e:
-                raise BackendError(f"extra_params is not JSON: {e}", 400) from None
-        if extra and not isinstance(extra, Mapping):
-            raise BackendError('extra_params must be a JSON object, e.g. {"auto": "find", "points_per_side": 16}', 400)
         try:
-            self.s.auto_settings(extra)
+            if "project" in payload:
+                self._params.set(project_key(payload.get("project")), payload.get("extra_params"), persist)
+            else:
+                self._params.parse(payload.get("extra_params"))
         except ValueError as e:
-            raise BackendError(f"extra_params: {e}", 400) from None
-        if "project" in payload:
-            project = project_key(payload.get("project"))
-            self._params[project] = dict(extra or {})
-            if persist:
-                path = self._params_path(project)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(self._params[project]))
+            raise BackendError(str(e), 400) from None
         return {"model_version": self.model_version}
-
-    def _params_path(self, project: str) -> Path:
-        return Path(self.s.model_dir) / "projects" / f"{int(project) if project.isdigit() else 0}.json"
 
     def auto_settings(self, project: str):
         """The :class:`ovsam_core.AutoSettings` of ``project`` (settings + its ``extra_params``)."""
-        extra = self._params.get(project)
-        if extra is None:
-            path = self._params_path(project)
-            extra = json.loads(path.read_text()) if path.is_file() else {}
         try:
-            return self.s.auto_settings(extra)
+            return self.s.auto_settings(self._params.get(project))
         except ValueError as e:
             raise BackendError(f"extra_params: {e}", 400) from None
 
@@ -187,7 +156,8 @@ class Backend(LearningMixin):
         else:
             results = []
             for n, task in enumerate(tasks):
-                late = late_note(t0, n, len(tasks), self.s.ml_timeout)
+                late = overrun_note(t0, n, len(tasks), self.s.ml_timeout, LATE_HINT, log, unit="task",
+                                    limit_name="ML_TIMEOUT_PREDICT")
                 if late:
                     results += [{"error": late, "task": t.get("id"), "model_version": self.model_version}
                                 for t in tasks[n:]]
@@ -274,27 +244,8 @@ class Backend(LearningMixin):
         return {"result": regions, "score": round(score, 6), "model_version": self.model_version}
 
     # ================================================================== segmentation + labels
-    def _mapper(self, labels: Sequence[ProjectLabel]) -> Tuple[LabelMapper, Any]:
-        """The mapper of the project's labels and the vocabulary to predict with."""
-        if not self.s.vocab:
-            m = LabelMapper(labels)
-            vocab = m.vocabulary()
-            return m, vocab or None
-        clf = self.predictor().classifier(self.s.vocab)
-        return LabelMapper(labels, list(clf.vocabulary.names)), self.s.vocab
-
     def prototypes(self, project: str) -> PrototypeSet:
-        if self.store is None:
-            return PrototypeSet((), np.zeros((0, 0), np.float32))
-        gen = self.store.generation(project)
-        with self._protos_lock:
-            hit = self._protos.get(project)
-            if hit is not None and hit[0] == gen:
-                return hit[1]
-        pset = self.store.load(project, self.model_key)
-        with self._protos_lock:
-            self._protos[project] = (gen, pset)
-        return pset
+        return self._protos.get(project, lambda: self.model_key)
 
     @property
     def model_key(self) -> str:
@@ -302,71 +253,34 @@ class Backend(LearningMixin):
 
     def _segment(self, task: Mapping, cfg: ProjectConfig, img: LoadedImage, prompts: Sequence[PromptRegion],
                  project: str, interactive: bool) -> Tuple[List[Dict[str, Any]], List[float]]:
-        to_name = prompts[0].to_name
+        """:func:`ovsam_core.label_prompts` with the output controls' labels; their regions."""
         data = task.get("data") if isinstance(task.get("data"), Mapping) else {}
-        controls = cfg.outputs_for(to_name)
-        labels_by_control = {c.name: c.labels_for(data) for c in controls}
-        all_labels = [lab for c in controls for lab in labels_by_control[c.name]]
-        if not all_labels:
+        controls = {c.name: c for c in cfg.outputs_for(prompts[0].to_name)}
+        labels = {n: c.labels_for(data) for n, c in controls.items()}
+        if not any(labels.values()):
             raise BackendError("no labels for the output controls (dynamic labels missing from the task?)", 422)
-        pred = self.predictor()
-        mapper, vocab = self._mapper(all_labels)
-        pset = self.prototypes(project)
-        w, h = img.width, img.height
-        with self.model_lock:
-            emb = pred.embed(img)
-            n_classes = len(pred.classifier(vocab)) if vocab is not None else 0
-            if vocab is None:
-                objects = None
-            else:
-                objects = pred.predict(emb, [p.prompt for p in prompts], vocabulary=vocab,
-                                       top_k=max(1, min(n_classes, MAX_MAPPED_CLASSES)))
-            if objects is None:  # nothing embeddable: masks only (labels from prototypes / smart tool)
-                objects = pred.predict(emb, [p.prompt for p in prompts], vocabulary=["object"], top_k=1)
-                no_text = True
-            else:
-                no_text = False
-            descriptors: List[Optional[np.ndarray]] = []
-            if len(pset) >= 2:
-                for p, o in zip(prompts, objects):
-                    try:
-                        descriptors.append(region_descriptor(emb, mask=None if p.prompt.box is not None else o.mask,
-                                                             box=p.prompt.box or o.bbox_xyxy))
-                    except ValueError:
-                        descriptors.append(None)
-            else:
-                descriptors = [None] * len(prompts)
+        objects = label_prompts(
+            self.predictor(), img, [p.prompt for p in prompts], labels, vocabulary=self.s.vocab,
+            prototypes=self.prototypes(project), smart_labels=[p.label for p in prompts] if interactive else None,
+            top_k=self.s.top_k, label_source=self.s.label_source, prototype_weight=self.s.prototype_weight,
+            lock=self.model_lock)
         regions: List[Dict[str, Any]] = []
-        scores: List[float] = []
-        for p, o, d in zip(prompts, objects, descriptors):
+        for o in objects:
             if o.area == 0:
-                log.info("task %s: empty mask for prompt %s", task.get("id"), p.prompt.to_json())
+                log.info("task %s: empty mask for prompt %s", task.get("id"), o.prompt.to_json())
                 continue
-            p_text = np.zeros(len(mapper.labels)) if no_text else mapper.label_probs(o.top_k)
-            sims = pset.similarities(d) if d is not None else {}
-            obj_scores = []
-            for c in controls:
-                names = [lab.name for lab in labels_by_control[c.name]]
-                choice = choose_label(names, mapper, p_text, sims, p.label if interactive else None, top_k=self.s.top_k,
-                                      label_source=self.s.label_source, prototype_weight=self.s.prototype_weight)
-                if choice is None:
-                    log.info("task %s: no evidence for any label of %r (add predicted_values to its <Label>s, "
-                             "or annotate a few objects)", task.get("id"), c.name)
-                    continue
-                label, score, top = choice
-                out, note = outputs.object_regions(c, o.mask, o.bbox_xyxy, label, w, h, score,
-                                                   outputs.region_meta(top, o.top_k if self.s.vocab else None))
+            for name in controls.keys() - o.choices.keys():
+                log.info("task %s: no evidence for any label of %r (add predicted_values to its <Label>s, "
+                         "or annotate a few objects)", task.get("id"), name)
+            for name, (label, score, top) in o.choices.items():
+                out, note = outputs.object_regions(controls[name], o.mask, o.bbox_xyxy, label, img.width, img.height,
+                                                   score, outputs.region_meta(top, o.vocabulary_top_k if self.s.vocab
+                                                                              else None))
                 if note:
                     log.info("task %s: polygons of %s (smaller parts are in the brush output)", task.get("id"), note)
                 regions += out
-                obj_scores.append(score)
-            if obj_scores:
-                scores.append(float(np.mean(obj_scores)))
         self.metrics.add("regions", len(regions))
-        return regions, scores
-
-    def _blend(self, p: np.ndarray, sims: Sequence[Optional[float]]) -> np.ndarray:  # with the configured weight
-        return blend_probabilities(p, sims, self.s.prototype_weight)
+        return regions, [o.score for o in objects if o.choices]
 
     # ================================================================== metrics
     def metrics_json(self) -> Dict[str, Any]:

@@ -27,12 +27,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import Optional, Tuple
 from urllib.parse import parse_qs, quote, urlparse
 
-from ovsam_core import (DownloadError, ImageTooLargeError, RefusedSource, UnsafeSourceError, decode_data_url,
-                        host_port, safe_download, safe_join as core_safe_join)
+from ovsam_core import DownloadError, RefusedSource, data_url_bytes, host_port, read_capped_file, safe_download
 
 log = logging.getLogger("ovsam.label_studio")
 
@@ -55,14 +53,6 @@ def is_jwt(token: str) -> bool:
     return token.count(".") == 2 and token.startswith("eyJ")
 
 
-def safe_join(root: str, relative: str) -> Path:
-    """:func:`ovsam_core.fetch.safe_join`, refusals as :class:`ForbiddenImageSource` (403)."""
-    try:
-        return core_safe_join(root, relative)
-    except UnsafeSourceError as e:
-        raise ForbiddenImageSource(str(e)) from None
-
-
 class ImageFetcher:
     """Resolves and downloads task images under the rules of the module docstring."""
 
@@ -77,12 +67,17 @@ class ImageFetcher:
         """The bytes of ``ref`` (an image reference, or a Label Studio API path such as ``/api/...``)."""
         if not isinstance(ref, str) or not ref.strip():
             raise ImageFetchError("the task has no image reference (empty value)", 422)
-        return self._fetch(ref.strip(), task_id)
+        try:
+            return self._fetch(ref.strip(), task_id)
+        except RefusedSource as e:  # the core's refusals (SSRF, path traversal), logged
+            if isinstance(e, ForbiddenImageSource):
+                raise
+            raise ForbiddenImageSource(str(e)) from None
 
     # ------------------------------------------------------------------ routing
     def _fetch(self, ref: str, task_id: Optional[int]) -> bytes:
         if ref.startswith("data:"):
-            return self._data_url(ref)
+            return data_url_bytes(ref, self.s.max_image_bytes)
         scheme = ref.split(":", 1)[0].lower() if "://" in ref else ""
         if scheme in CLOUD_SCHEMES:
             if task_id is None:
@@ -102,31 +97,15 @@ class ImageFetcher:
             if not d:
                 raise ImageFetchError("local-files URL without ?d=<path>", 422)
             if self.s.document_root:
-                return self._read_file(safe_join(self.s.document_root, d))
+                return read_capped_file(self.s.document_root, d, self.s.max_image_bytes)
             return self._from_label_studio(path)
         if parsed.path.startswith("/data/upload/"):
             if self.s.upload_dir:
-                return self._read_file(safe_join(self.s.upload_dir, parsed.path[len("/data/upload/"):]))
+                return read_capped_file(self.s.upload_dir, parsed.path[len("/data/upload/"):], self.s.max_image_bytes)
             return self._from_label_studio(path)
         if parsed.path.startswith(("/data/", "/storage-data/", "/tasks/", "/api/")):
             return self._from_label_studio(path)
         raise ForbiddenImageSource(f"refused: {ref[:200]!r} is neither a Label Studio URL nor an allowed URL")
-
-    def _data_url(self, ref: str) -> bytes:
-        try:
-            return decode_data_url(ref, self.s.max_image_bytes)
-        except ImageTooLargeError as e:
-            raise ImageFetchError(str(e), 413) from None
-        except ValueError as e:
-            raise ImageFetchError(str(e), 422) from None
-
-    def _read_file(self, path: Path) -> bytes:
-        if not path.is_file():
-            raise ImageFetchError(f"image not found: {path.name}", 404)
-        size = path.stat().st_size
-        if size > self.s.max_image_bytes:
-            raise ImageFetchError(f"image {path.name} is {size} bytes, over the {self.s.max_image_bytes} limit", 413)
-        return path.read_bytes()
 
     # ------------------------------------------------------------------ http
     @property
@@ -179,12 +158,7 @@ class ImageFetcher:
         def auth(u: str, retry: bool) -> Optional[str]:
             return self._auth_header(force_refresh=retry) if self._is_ls(u) else None
 
-        try:
-            return safe_download(url, session=self.session, trusted=self._trusted, auth=auth,
-                                 max_bytes=self.s.max_image_bytes, timeout=self.s.fetch_timeout,
-                                 open_redirect_https=presign, user_agent="ovsam-label-studio",
-                                 auth_hint="set LABEL_STUDIO_API_KEY to a valid legacy token or personal access token")
-        except RefusedSource as e:
-            if isinstance(e, ForbiddenImageSource):
-                raise
-            raise ForbiddenImageSource(str(e)) from None
+        return safe_download(url, session=self.session, trusted=self._trusted, auth=auth,
+                             max_bytes=self.s.max_image_bytes, timeout=self.s.fetch_timeout,
+                             open_redirect_https=presign, user_agent="ovsam-label-studio",
+                             auth_hint="set LABEL_STUDIO_API_KEY to a valid legacy token or personal access token")

@@ -18,10 +18,9 @@ the value that is embedded, the predicted values as synonyms).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import List, Mapping, Optional, Tuple
 
@@ -184,21 +183,9 @@ def _parse(config: str) -> ProjectConfig:
     return cfg
 
 
-_CACHE: "OrderedDict[str, ProjectConfig]" = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-
-
 def parse_label_config(config: str) -> ProjectConfig:
     """Parse (and cache) a label config; :class:`LabelConfigError` if unusable."""
-    key = hashlib.sha256(config.encode()).hexdigest() if isinstance(config, str) else ""
-    with _CACHE_LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None:
-            _CACHE.move_to_end(key)
-            return hit
-    cfg = _parse(config)
-    with _CACHE_LOCK:
-        _CACHE[key] = cfg
-        while len(_CACHE) > 64:
-            _CACHE.popitem(last=False)
-    return cfg
+    return _parse_cached(config) if isinstance(config, str) else _parse(config)
+
+
+_parse_cached = functools.lru_cache(maxsize=64)(_parse)  # Label Studio sends the config with every request

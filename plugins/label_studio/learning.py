@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ovsam_core import PromptError, region_descriptor
+from ovsam_core import LabelledRegion, region_prototypes
 
 from .errors import BackendError, project_key
 from .fetch import ImageFetchError
@@ -136,32 +136,24 @@ class LearningMixin:
                 continue
             by_image.setdefault(str(it.get("to_name")), []).append((it, lab.name))
         items: List[Tuple[str, Optional[str], np.ndarray]] = []
-        pred = self.predictor()
         for to_name, regs in by_image.items():
             try:
                 img = self._image_for(task, cfg, to_name)
             except (ImageFetchError, LabelConfigError) as e:
                 log.info("annotation %s: image not readable: %s", ann_id, e)
                 continue
-            with self.model_lock:
-                emb = pred.embed(img)
-                for it, label in regs:
-                    try:
-                        prompt, mask = region_geometry(it, img.width, img.height)
-                        if prompt is None:
-                            continue
-                        box = prompt.box
-                        if mask is None and box is None:  # keypoint: segment it to find the object
-                            o = pred.predict(emb, prompt, vocabulary=["object"], top_k=1).objects[0]
-                            mask = o.mask if o.area else None
-                            box = o.bbox_xyxy if o.area else None
-                        d = region_descriptor(emb, mask=mask, box=box)
-                    except (RegionError, PromptError, ValueError) as e:
-                        log.info("annotation %s: region %s skipped: %s", ann_id, it.get("id"), e)
-                        continue
-                    if any(lab == label and float(np.dot(v, d)) > 0.995 for lab, _, v in items):
-                        continue  # the same object again (e.g. its brush and polygon)
-                    items.append((label, it.get("id"), d))
+            regions: List[LabelledRegion] = []
+            for it, label in regs:
+                try:
+                    prompt, mask = region_geometry(it, img.width, img.height)
+                except RegionError as e:
+                    log.info("annotation %s: region %s skipped: %s", ann_id, it.get("id"), e)
+                    continue
+                if prompt is not None:
+                    regions.append(LabelledRegion(label, it.get("id"), prompt, mask))
+            items += region_prototypes(self.predictor(), img, regions, lock=self.model_lock, known=items,
+                                       on_skip=lambda r, e: log.info("annotation %s: region %s skipped: %s", ann_id,
+                                                                     r.region_id, e))
         n = self.store.replace_annotation(project, self.model_key, ann_id, str(task.get("id")), items)
         self.metrics.add("prototypes_learned", n)
         log.info("annotation %s (task %s): %d prototypes stored", ann_id, task.get("id"), n)

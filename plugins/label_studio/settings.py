@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
-from ovsam_core import dataclass_from_env, dataclass_to_env, parse_bool
+from ovsam_core import dataclass_from_env, dataclass_to_env, env_table
 
 
 def _hosts(v: str) -> Tuple[str, ...]:
@@ -122,48 +122,18 @@ class Settings:
         return replace(self, **kw)
 
 
-#: env var -> (field, parser). ``OVSAM_LS_*`` first; Label Studio's / label-studio-ml's names too.
-_ENV = {
-    "OVSAM_LS_MODEL": ("model", str),
-    "OVSAM_LS_VOCAB": ("vocab", str),
-    "OVSAM_LS_DEVICE": ("device", str),
-    "OVSAM_LS_DTYPE": ("dtype", str),
-    "OVSAM_LS_WEIGHTS_DIR": ("weights_dir", str),
-    "OVSAM_LS_WEIGHTS": ("weights", str),
-    "MODEL_DIR": ("model_dir", str),
-    "OVSAM_LS_MODEL_DIR": ("model_dir", str),
-    "OVSAM_LS_DATA_DIR": ("model_dir", str),
-    "LABEL_STUDIO_HOST": ("label_studio_url", str),
-    "LABEL_STUDIO_URL": ("label_studio_url", str),
-    "LABEL_STUDIO_ACCESS_TOKEN": ("api_key", str),
-    "LABEL_STUDIO_API_KEY": ("api_key", str),
-    "OVSAM_LS_ALLOWED_HOSTS": ("allowed_hosts", _hosts),
-    "LOCAL_FILES_DOCUMENT_ROOT": ("document_root", str),
-    "OVSAM_LS_DOCUMENT_ROOT": ("document_root", str),
-    "OVSAM_LS_UPLOAD_DIR": ("upload_dir", str),
-    "OVSAM_LS_MAX_IMAGE_BYTES": ("max_image_bytes", int),
-    "OVSAM_LS_MAX_IMAGE_PIXELS": ("max_image_pixels", int),
-    "OVSAM_LS_MAX_BODY_BYTES": ("max_body_bytes", int),
-    "OVSAM_LS_FETCH_TIMEOUT": ("fetch_timeout", float),
-    "ML_SERVER_BASIC_AUTH_USER": ("basic_auth_user", str),
-    "ML_SERVER_BASIC_AUTH_PASS": ("basic_auth_pass", str),
-    "BASIC_AUTH_USER": ("basic_auth_user", str),
-    "BASIC_AUTH_PASS": ("basic_auth_pass", str),
-    "OVSAM_LS_TOP_K": ("top_k", int),
-    "OVSAM_LS_LABEL_SOURCE": ("label_source", str),
-    "OVSAM_LS_LEARN": ("learn", parse_bool),
-    "OVSAM_LS_PROTOTYPE_WEIGHT": ("prototype_weight", float),
-    "OVSAM_LS_MAX_PROTOTYPES": ("max_prototypes", int),
-    "OVSAM_LS_LEARN_ASYNC": ("learn_async", parse_bool),
-    "OVSAM_LS_WARMUP": ("warmup", parse_bool),
-    "OVSAM_LS_CACHE_BYTES": ("cache_bytes", int),
-    "OVSAM_LS_IMAGE_CACHE_BYTES": ("image_cache_bytes", int),
-    "OVSAM_LS_DOWNLOAD": ("download", parse_bool),
-    "OVSAM_LS_AUTO": ("auto", str),
-    "OVSAM_LS_POINTS_PER_SIDE": ("points_per_side", int),
-    "OVSAM_LS_MIN_SCORE": ("min_score", float),
-    "ML_TIMEOUT_PREDICT": ("ml_timeout", float),
-}
+#: env var -> (field, parser): Label Studio's / label-studio-ml's names, ``OVSAM_LS_<FIELD>`` for
+#: every field (except the ones only Label Studio's names set), then the aliases that win over them.
+_ENV = env_table(
+    Settings, "OVSAM_LS_",
+    before={"MODEL_DIR": "model_dir", "LABEL_STUDIO_HOST": "label_studio_url", "LABEL_STUDIO_URL": "label_studio_url",
+            "LABEL_STUDIO_ACCESS_TOKEN": "api_key", "LABEL_STUDIO_API_KEY": "api_key",
+            "LOCAL_FILES_DOCUMENT_ROOT": "document_root", "ML_SERVER_BASIC_AUTH_USER": "basic_auth_user",
+            "ML_SERVER_BASIC_AUTH_PASS": "basic_auth_pass", "BASIC_AUTH_USER": "basic_auth_user",
+            "BASIC_AUTH_PASS": "basic_auth_pass"},
+    after={"OVSAM_LS_DATA_DIR": "model_dir", "ML_TIMEOUT_PREDICT": "ml_timeout"},
+    skip=("label_studio_url", "api_key", "basic_auth_user", "basic_auth_pass", "ml_timeout", "extra"),
+    parsers={"allowed_hosts": _hosts})
 
 
 def settings_from_env(env: Optional[Mapping[str, str]] = None, **overrides) -> Settings:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ovsam_core import blend_probabilities
+
 from ls_helpers import (FakeServer, annotation, config_xml, ls_task, predict_body, rectangle, synthetic_scene,
                         webhook_body)
 
@@ -73,12 +75,12 @@ def test_cancelled_annotations_and_foreign_labels_store_nothing(client_for, docr
 
 
 def test_prototypes_only_rerank_labels_that_have_them(make_backend):
-    b = make_backend(prototype_weight=50.0)
+    w = make_backend(prototype_weight=50.0).s.prototype_weight  # the weight the backend blends with
     p = np.array([0.5, 0.3, 0.2])
-    np.testing.assert_allclose(b._blend(p, [None, None, None]), p)
-    q = b._blend(p, [None, 0.1, 0.9])  # "a" has no prototypes: keeps 0.5; b, c share 0.5
+    np.testing.assert_allclose(blend_probabilities(p, [None, None, None], w), p)
+    q = blend_probabilities(p, [None, 0.1, 0.9], w)  # "a" has no prototypes: keeps 0.5; b, c share 0.5
     assert q[0] == pytest.approx(0.5) and q[1] + q[2] == pytest.approx(0.5) and q[2] > 0.49
-    q = b._blend(np.array([1.0, 0.0]), [None, 0.5])  # prototypes but no text evidence: uniform prior
+    q = blend_probabilities(np.array([1.0, 0.0]), [None, 0.5], w)  # prototypes but no text evidence: uniform prior
     assert q[1] == pytest.approx(1 / 3)
 
 

@@ -11,7 +11,8 @@ import os
 import pytest
 from PIL import Image
 
-from ovsam_plugins.label_studio.fetch import ForbiddenImageSource, ImageFetcher, ImageFetchError, safe_join
+from ovsam_core import safe_join
+from ovsam_plugins.label_studio.fetch import ForbiddenImageSource, ImageFetcher, ImageFetchError
 from ovsam_plugins.label_studio.settings import settings_from_env
 
 from ls_helpers import SHAPES, FakeServer, config_xml, keypoint, ls_task, predict_body
