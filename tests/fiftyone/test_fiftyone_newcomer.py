@@ -124,7 +124,8 @@ def test_main_readme_quick_start_runs(fo, predictor, monkeypatch):
         assert 0 < det.confidence <= 1
         assert det.mask is not None and det.mask.any()
         assert set(asked) == {"ovsam-shapes"}
-        assert ns["dataset"].first().shapes is not None    # the no-prompt line ran (random model: any count)
+        assert ns["scene"].first().shapes is not None      # the no-prompt lines ran (random model: any count)
     finally:
-        if "ovsam-quickstart" in fo.list_datasets():
-            fo.load_dataset("ovsam-quickstart").delete()
+        for name in ("ovsam-quickstart", "ovsam-scene"):
+            if name in fo.list_datasets():
+                fo.load_dataset(name).delete()
