@@ -267,20 +267,16 @@ class Annotator:
 
     # ---------------------------------------------------------------- pre-labelling (no prompts)
     def auto_region(self, plane: Sequence[int] = (), view: Optional[Tuple[float, float, float, float]] = None) -> Region:
-        """The region "Segment all" / "Find" label: the whole plane (whole-plane mode), else a
-        square around ``view`` ((y0, x0, y1, x1) plane pixels, e.g. the visible area) of at least
-        ``roi_size`` a side, read with a stride beyond ``max_read``."""
+        """The region "Segment all" / "Find" label: the whole plane in whole-plane mode (or
+        without ``view``), else a square around ``view`` ((y0, x0, y1, x1) plane pixels, e.g. the
+        visible area) of at least ``roi_size`` a side; read with a stride beyond ``max_read``."""
         src, s = self._require_image(), self.settings
         plane = src.check_plane(plane)
-        if self.region_mode() == "whole" or view is None:
-            view = (0.0, 0.0, float(src.height), float(src.width)) if self.region_mode() == "whole" else view
-            if view is None:
-                raise ValueError("a large image is labelled region by region: give the visible area")
-        y0, x0, y1, x1 = view
+        whole = self.region_mode() == "whole" or view is None
+        y0, x0, y1, x1 = (0.0, 0.0, float(src.height), float(src.width)) if whole else view
         cy, cx, third = (y0 + y1) / 2, (x0 + x1) / 2, max(y1 - y0, x1 - x0) / 3  # plan_region adds 50 % context
         return plan_region(plane, src.height, src.width, (cy - third, cx - third, cy + third, cx + third),
-                           whole=self.region_mode() == "whole", roi_size=s.roi_size, max_read=s.max_read,
-                           level_factors=src.level_factors())
+                           whole=whole, roi_size=s.roi_size, max_read=s.max_read, level_factors=src.level_factors())
 
     def prelabel(self, auto, classes: Optional[Sequence[Any]] = None, plane: Sequence[int] = (),
                  view: Optional[Tuple[float, float, float, float]] = None,

@@ -38,7 +38,7 @@ class ActionsMixin:
         every object the vocabulary names, or (``find``) only the typed classes. Runs in the
         worker with a progress bar; :meth:`cancel` stops it with the labels untouched; the
         objects are committed as one undo step."""
-        from ovsam_core import AutoSettings, HostLabel, parse_vocabulary_text
+        from ovsam_core import AutoSettings, labels_from_names, parse_vocabulary_text
 
         if self._jobs.busy:
             raise ValueError("ovsam is busy: wait for it or press Cancel")
@@ -47,7 +47,7 @@ class ActionsMixin:
             names = parse_vocabulary_text(find)
             if not isinstance(names, list):
                 raise ValueError("type the classes to find, separated by commas (synonyms joined by |)")
-            classes = [HostLabel(n.split(",")[0], n.split(",")[0], tuple(n.split(",")[1:])) for n in names]
+            classes = labels_from_names(names)
         if self.controller.source is None:
             self.start_session()
         auto = AutoSettings(mode="find" if classes else "everything", points_per_side=int(self.auto_points.value),

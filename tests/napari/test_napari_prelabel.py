@@ -231,6 +231,37 @@ def test_a_stack_slice_is_labelled_on_its_own(make_napari_viewer, qtbot):
         assert mask_iou(mask, TRUTH[name]) < 0.5
 
 
+def test_large_image_labels_the_visible_area(make_napari_viewer, qtbot):
+    """A 3000 x 4000 image (region of interest mode): the visible area around the scene is labelled,
+    objects land at their place in the whole image, nothing outside the region is touched."""
+    img = _scene()
+    big = np.empty((3000, 4000, 3), np.uint8)
+    big[...] = np.median(img.reshape(-1, 3), axis=0).astype(np.uint8)
+    oy, ox = 1700, 2300
+    big[oy:oy + img.shape[0], ox:ox + img.shape[1]] = img
+    viewer = make_napari_viewer()
+    viewer.window.resize(1200, 760)
+    w = _widget(viewer, big, "big")
+    w.set_options(roi_size=512)
+    assert w.controller.region_mode() == "roi"
+    camera = getattr(viewer, "scene", viewer).camera
+    camera.center = (oy + img.shape[0] / 2, ox + img.shape[1] / 2)
+    camera.zoom = 1.5
+    _run(qtbot, w, w.segment_all_button.native.click)
+    data = np.asarray(w.objects_layer.data)
+    region = w.controller.auto_region((), w._visible_area())
+    print(f"region {region}, status {w.status.value}")
+    assert region.height < 1200 and region.step == 1
+    assert region.y0 <= oy and region.x0 <= ox and region.y1 >= oy + img.shape[0] and region.x1 >= ox + img.shape[1]
+    outside = data.copy()
+    outside[region.y0:region.y1, region.x0:region.x1] = 0
+    assert not outside.any()
+    local = data[oy:oy + img.shape[0], ox:ox + img.shape[1]]
+    recall, precision = score(local, w.objects_layer.features, TRUTH)
+    print(f"visible area of a 3000 x 4000 image: recall {recall:.2f}, precision {precision:.2f}")
+    assert recall >= 0.9 and precision >= 0.85, (recall, precision, list(w.objects_layer.features["class_name"]))
+
+
 def _ticker(ticks: List[float]):
     from qtpy.QtCore import QTimer
 
