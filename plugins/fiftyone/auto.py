@@ -1,21 +1,11 @@
-"""Label with no prompts: every object of the given classes (find) or of the vocabulary (everything).
+"""Prompt-free labelling in FiftyOne terms: classes, settings, and results as ``Detections``.
 
-    from ovsam_plugins.fiftyone import label_everything     # (in labeling.py)
-    label_everything(dataset, "ovsam_auto", classes_field="ground_truth", model="ovsam-shapes")
-
-The classes: a list of names (``"dog,puppy"``: synonyms), comma text (``"dog|puppy, cat"``, a
-preset or a vocabulary file), or the distinct labels of an existing label field
-(``classes_field``). Mode ``find`` looks for those classes (they compete with the model's own
-vocabulary); ``everything`` names every object with the model's vocabulary and keeps those whose
-class is one of the classes (all of them when there are none). Default: ``find`` with classes,
-``everything`` without. Each sample gets ``Detections`` (possibly empty): label, confidence,
-tight relative box and the mask cropped to it (FiftyOne's convention), plus ``top_k_labels`` /
-``top_k_scores``, ``mask_area`` and ``stability``.
-
-:func:`label_everything` writes each sample as soon as it is done and records its settings in
-``dataset.info["ovsam"]["runs"][label_field]``; run again with the same settings it resumes
-(``ovsam_core.run_batch``, done = the samples whose field is set): no sample is labelled twice,
-none is skipped.
+Classes: a list of names (``"dog,puppy"``: synonyms), text (``"dog|puppy, cat"``, a preset, a
+vocabulary file) or the labels of an existing field (``classes_field``). ``find`` looks for them
+(they compete with the model's own vocabulary); ``everything`` names every object with the
+model's vocabulary and keeps those whose class is one of them (all, without classes). Default:
+find with classes, everything without. Used by :class:`~ovsam_plugins.fiftyone.model.OVSAMModel`
+(no prompt field) and :func:`~ovsam_plugins.fiftyone.labeling.label_everything` (resumable).
 """
 from __future__ import annotations
 

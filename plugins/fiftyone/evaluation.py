@@ -59,21 +59,14 @@ def paired_miou(samples, pred_field: str, gt_field: str) -> Tuple[float, int]:
     return (float(np.mean(ious)) if ious else 0.0), len(ious)
 
 
-def evaluate(
-    samples,
-    pred_field: str = "ovsam",
-    gt_field: Optional[str] = None,
-    *,
-    eval_key: str = "ovsam",
-    iou: float = 0.5,
-    overwrite: bool = False,
-    compute_mAP: bool = False,
-) -> Dict[str, Any]:
-    """Evaluate ``pred_field`` against ``gt_field`` (default: the prompt field it was made from).
+def evaluate(samples, pred_field: str = "ovsam", gt_field: Optional[str] = None, *, eval_key: str = "ovsam",
+             iou: float = 0.5, overwrite: bool = False, compute_mAP: bool = False) -> Dict[str, Any]:
+    """Evaluate ``pred_field`` against ``gt_field`` (default: the prompt or classes field of the
+    run that wrote ``pred_field``).
 
     Returns:
-        ``{"mask": {...}, "recognition": {...}, "accuracy", "mean_class_accuracy",
-        "per_class_accuracy", "miou", "objects", ...}`` (also stored in
+        ``{"mask": {...}, "recognition": {...}, "mAP" (with compute_mAP), "accuracy",
+        "mean_class_accuracy", "per_class_accuracy", "miou", "objects", ...}`` (also stored in
         ``dataset.info["ovsam"]["evaluations"][eval_key]``). The two FiftyOne evaluations are
         kept under ``<eval_key>_mask`` and ``<eval_key>_cls`` for the App's panels.
     """

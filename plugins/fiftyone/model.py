@@ -159,9 +159,7 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
         return dets
 
     def predict_all(self, args, samples=None):
-        if samples is None:
-            samples = [None] * len(args)
-        return [self.predict(a, sample=s) for a, s in zip(args, samples)]
+        return [self.predict(a, sample=s) for a, s in zip(args, samples or [None] * len(args))]
 
     def predict_sample(self, image, sample, prompt_fields: Optional[Sequence[str]] = None):
         """Detections for one sample and a summary ``{"prompts", "objects", "problems"}``.
@@ -214,18 +212,11 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
                    names: List[str], display: Dict[str, str]) -> fol.Detection:
         x0, y0, x1, y1 = prompt_result_box(o.prompt, o.bbox_xyxy if o.area else None, w, h)
         attrs: Dict[str, Any] = {
-            "top_k_labels": [display.get(lab, lab) for lab, _ in o.top_k],
-            "top_k_scores": [float(s) for _, s in o.top_k],
-            "prompt_type": src.kind,
-            "mask_area": int(o.area),
-            "stability": float(o.quality.get("stability", 0.0)),
-        }
-        if src.label is not None:
-            attrs["prompt_label"] = src.label
-        if src.id is not None:
-            attrs["prompt_id"] = src.id
-        if o.label_path:
-            attrs["label_path"] = [display.get(lab, lab) for lab in o.label_path]
+            "top_k_labels": [display.get(lab, lab) for lab, _ in o.top_k], "top_k_scores": [float(s) for _, s in o.top_k],
+            "prompt_type": src.kind, "mask_area": int(o.area), "stability": float(o.quality.get("stability", 0.0)),
+            "prompt_label": src.label, "prompt_id": src.id,
+            "label_path": [display.get(lab, lab) for lab in o.label_path] or None}
+        attrs = {k: v for k, v in attrs.items() if v is not None}
         return fol.Detection(
             label=names[o.label_index], confidence=float(o.score),
             bounding_box=list(pixels_to_relative(x0, y0, x1, y1, w, h)),
