@@ -166,24 +166,11 @@ class OVSAMWidget(SectionsMixin, ActionsMixin, Container):
         self.status.value = f"error: {msg}"
         show_warning(f"ovsam: {msg}")
 
-    def _layer(self, name: str):
-        return L.get(self.viewer, name)
-
-    @property
-    def points_layer(self):
-        return self._layer(POINTS)
-
-    @property
-    def boxes_layer(self):
-        return self._layer(BOXES)
-
-    @property
-    def objects_layer(self):
-        return self._layer(OBJECTS)
-
-    @property
-    def preview_layer(self):
-        return self._layer(PREVIEW)
+    # the ovsam layers of the viewer (None until Start)
+    points_layer = property(lambda self: L.get(self.viewer, POINTS))
+    boxes_layer = property(lambda self: L.get(self.viewer, BOXES))
+    objects_layer = property(lambda self: L.get(self.viewer, OBJECTS))
+    preview_layer = property(lambda self: L.get(self.viewer, PREVIEW))
 
     def wait(self, timeout: float = 120.0) -> None:
         """Wait for background work (model loading, embedding, export) and apply its results."""

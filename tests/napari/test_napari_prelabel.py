@@ -202,6 +202,11 @@ def test_cancel_mid_run_leaves_the_labels_as_they_were(make_napari_viewer, qtbot
     steps = w._steps
     assert w.busy and w.cancel_button.enabled
     qtbot.waitUntil(lambda: steps.done > 0, timeout=RUN_TIMEOUT_MS)
+    from napari.utils import progress
+
+    bars = [p for p in list(progress._instances) if "segment all" in (p.desc or "")]
+    qtbot.waitUntil(lambda: bars[0].total == 4096, timeout=5000)   # napari's progress bar shows the grid points
+    assert len(bars) == 1
     w.cancel_button.native.click()
     qtbot.waitUntil(lambda: not w.busy, timeout=RUN_TIMEOUT_MS)
     print(w.status.value)
@@ -260,6 +265,30 @@ def test_large_image_labels_the_visible_area(make_napari_viewer, qtbot):
     recall, precision = score(local, w.objects_layer.features, TRUTH)
     print(f"visible area of a 3000 x 4000 image: recall {recall:.2f}, precision {precision:.2f}")
     assert recall >= 0.9 and precision >= 0.85, (recall, precision, list(w.objects_layer.features["class_name"]))
+
+
+def test_readme_segment_all_command_names_all_four_shapes(monkeypatch, make_napari_viewer, qtbot):
+    """The main README's "Segment all" command, run as written (the model's own vocabulary)."""
+    import re
+    import shlex
+
+    from ovsam_core.cli import main
+
+    repo = SCENE.parents[1]
+    section = (repo / "README.md").read_text()
+    section = section[section.index("### napari\n"):section.index("\n## ", section.index("### napari\n"))]
+    assert "**Segment all**" in section
+    (cmd,) = re.findall(r"`(ovsam napari [^`]*)`", section)
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(napari, "run", lambda *a, **k: None)
+    made = []
+    monkeypatch.setattr(napari, "Viewer", lambda **kw: made.append(make_napari_viewer(**kw)) or made[-1])
+    assert main(shlex.split(cmd)[1:] + ["--device", "cpu"]) == 0
+    w = made[0].window.dock_widgets[f"{WIDGET} (ovsam)"]
+    _run(qtbot, w, w.segment_all_button.native.click)
+    recall, precision = score(np.asarray(w.objects_layer.data), w.objects_layer.features, TRUTH)
+    print(f"README command: {list(w.objects_layer.features['class_name'])}, recall {recall:.2f}, precision {precision:.2f}")
+    assert recall == 1.0 and precision == 1.0
 
 
 def _ticker(ticks: List[float]):
