@@ -54,6 +54,8 @@ from .safe_download import (DownloadError, RefusedSource, check_public, data_url
                             safe_download)
 from .labelprompts import (LabelledRegion, PromptObject, PrototypeCache, label_mapper, label_prompts,
                            region_prototypes)
+from .serviceoptions import PredictorOptions, PrelabelDefaults
+from .hostprompts import click_prompt, clip_point, mask_prompt, rotated_box_bounds
 from .masks import (MaskPolygons, crop_iou, crop_to_rle, mask_box, mask_to_polygons, polygon_to_mask,
                     resize_nearest, tight_crop)
 from .labelvolume import ChunkedLabels, new_labels, pyramid
@@ -98,6 +100,7 @@ __all__ = [
     "choose_label", "DownloadError", "RefusedSource", "check_public", "host_port", "safe_download",
     "ImageCache", "ProjectOptions", "env_table", "overrun_note", "data_url_bytes", "read_capped_file",
     "LabelledRegion", "PromptObject", "PrototypeCache", "label_mapper", "label_prompts", "region_prototypes",
+    "PredictorOptions", "PrelabelDefaults", "click_prompt", "clip_point", "mask_prompt", "rotated_box_bounds",
     "MaskPolygons", "crop_iou", "crop_to_rle", "mask_box", "mask_to_polygons", "polygon_to_mask",
     "resize_nearest", "tight_crop",
     "ChunkedLabels", "new_labels", "pyramid", "ImageChannel", "ImageSource", "Preview", "PromptSet", "LabelBook",

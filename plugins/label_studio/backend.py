@@ -69,11 +69,8 @@ class Backend(LearningMixin):
         return self._model.value
 
     def _load(self):
-        from ovsam_core import Predictor
-
         log.info("loading model %s on %s", self.s.model, self.s.device)
-        p = Predictor(self.s.model, weights_dir=self.s.weights_dir, weights=self.s.weights, device=self.s.device,
-                      dtype=self.s.dtype, cache_bytes=self.s.cache_bytes, download=self.s.download, progress=False)
+        p = self.s.load_predictor()
         log.info("model %s loaded", self.s.model)
         return p
 

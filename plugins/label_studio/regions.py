@@ -14,7 +14,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ovsam_core import Prompt, polygon_to_mask
+from ovsam_core import Prompt, click_prompt, clip_point, mask_prompt, polygon_to_mask, rotated_box_bounds
 
 from .labels import RESULT_TYPES
 
@@ -53,28 +53,17 @@ def region_labels(item: Mapping) -> List[str]:
 
 def rect_box(value: Mapping, width: int, height: int) -> Tuple[float, float, float, float]:
     """Axis-aligned pixel box (x0, y0, x1, y1) of a (possibly rotated) rectangle value."""
-    x = _num(value.get("x"), "rectangle x") * width / 100.0
-    y = _num(value.get("y"), "rectangle y") * height / 100.0
-    w = _num(value.get("width"), "rectangle width") * width / 100.0
-    h = _num(value.get("height"), "rectangle height") * height / 100.0
-    rot = _num(value.get("rotation", 0) or 0, "rectangle rotation")
-    if abs(rot) < 1e-9:
-        return (x, y, x + w, y + h)
-    a = math.radians(rot)
-    ca, sa = math.cos(a), math.sin(a)
-    xs, ys = [], []
-    for dx, dy in ((0, 0), (w, 0), (w, h), (0, h)):
-        xs.append(x + dx * ca - dy * sa)
-        ys.append(y + dx * sa + dy * ca)
-    return (min(xs), min(ys), max(xs), max(ys))
+    return rotated_box_bounds(_num(value.get("x"), "rectangle x") * width / 100.0,
+                              _num(value.get("y"), "rectangle y") * height / 100.0,
+                              _num(value.get("width"), "rectangle width") * width / 100.0,
+                              _num(value.get("height"), "rectangle height") * height / 100.0,
+                              _num(value.get("rotation", 0) or 0, "rectangle rotation"))
 
 
 def keypoint_xy(value: Mapping, width: int, height: int) -> Tuple[float, float]:
-    return (_num(value.get("x"), "keypoint x") * width / 100.0, _num(value.get("y"), "keypoint y") * height / 100.0)
-
-
-def clip_point(x: float, y: float, width: int, height: int) -> Tuple[float, float]:
-    return (min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height)))
+    """The keypoint's pixel position, moved into the image."""
+    return clip_point(_num(value.get("x"), "keypoint x") * width / 100.0,
+                      _num(value.get("y"), "keypoint y") * height / 100.0, width, height)
 
 
 @dataclass(frozen=True)
@@ -99,7 +88,7 @@ def interactive_prompt(items: Sequence[Mapping], width: int, height: int,
         kind = region_kind(it)
         value = it.get("value") or {}
         if kind == "keypoint":
-            x, y = clip_point(*keypoint_xy(value, width, height), width, height)
+            x, y = keypoint_xy(value, width, height)
             positive = it.get("is_positive", True)
             points.append((x, y, 0 if positive is False or str(positive).lower() == "false" else 1))
         elif kind == "rectangle":
@@ -109,12 +98,8 @@ def interactive_prompt(items: Sequence[Mapping], width: int, height: int,
         labs = region_labels(it)
         if labs:
             label = labs[0]
-    if not points and box is None:
-        return None
-    if box is None and not any(lab == 1 for _, _, lab in points):
-        return None  # only negative clicks: nothing to segment yet
-    p = Prompt.from_points(points) if points else Prompt()
-    return PromptRegion(Prompt(p.points, p.labels, box), to_name, label)
+    prompt = click_prompt(points, box)  # None: no box and only negative clicks so far
+    return None if prompt is None else PromptRegion(prompt, to_name, label)
 
 
 def batch_prompts(items: Sequence[Mapping], width: int, height: int, to_name: str) -> List[PromptRegion]:
@@ -131,8 +116,8 @@ def batch_prompts(items: Sequence[Mapping], width: int, height: int, to_name: st
                 out.append(PromptRegion(Prompt.from_box(*rect_box(value, width, height)), to_name,
                                         labs[0] if labs else None, it.get("id")))
             elif kind == "keypoint" and it.get("is_positive", True) is not False:
-                x, y = clip_point(*keypoint_xy(value, width, height), width, height)
-                out.append(PromptRegion(Prompt.from_points([(x, y)]), to_name, labs[0] if labs else None, it.get("id")))
+                out.append(PromptRegion(Prompt.from_points([keypoint_xy(value, width, height)]), to_name,
+                                        labs[0] if labs else None, it.get("id")))
         except RegionError:
             continue
     return out
@@ -193,14 +178,12 @@ def region_geometry(item: Mapping, width: int, height: int) -> Tuple[Optional[Pr
     if kind == "rectangle":
         return Prompt.from_box(*rect_box(value, width, height)), None
     if kind == "keypoint":
-        return Prompt.from_points([clip_point(*keypoint_xy(value, width, height), width, height)]), None
+        return Prompt.from_points([keypoint_xy(value, width, height)]), None
     if kind == "polygon":
         mask = polygon_mask(value.get("points") or [], width, height)
     elif kind == "brush":
         mask = brush_mask(value, width, height)
     else:
         return None, None
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None, None
-    return Prompt.from_box(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)), mask
+    prompt = mask_prompt(mask)
+    return (prompt, mask) if prompt is not None else (None, None)

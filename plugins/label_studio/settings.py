@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
-from ovsam_core import dataclass_from_env, dataclass_to_env, env_table
+from ovsam_core import PredictorOptions, PrelabelDefaults, dataclass_from_env, dataclass_to_env, env_table
 
 
 def _hosts(v: str) -> Tuple[str, ...]:
@@ -24,14 +24,16 @@ def default_data_dir() -> Path:
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(PredictorOptions, PrelabelDefaults):
     """Everything the backend is configured with.
 
     Attributes:
-        model / device / dtype / weights_dir / weights: passed to :class:`ovsam_core.Predictor`.
-        vocab: ``None`` (default): the project's own labels (+ their ``predicted_values``); else a
-            preset (``lvis``, ``coco``, ``imagenet21k``), a vocabulary file or a ``vocab build``
-            folder, whose classes are mapped onto the project's labels.
+        model, vocab, device, dtype, weights_dir, weights, cache_bytes, download: how the model is
+            loaded (:class:`ovsam_core.PredictorOptions`); ``vocab`` ``None`` (default): the
+            project's own labels (+ their ``predicted_values``) are the vocabulary.
+        auto / points_per_side / min_score: pre-labelling of tasks without regions
+            (:class:`ovsam_core.PrelabelDefaults`); a project's ``extra_params`` override them
+            (:meth:`~.backend.Backend.auto_settings`).
         model_dir: where the prototypes database lives (``--data-dir``, ``OVSAM_LS_DATA_DIR`` or
             ``MODEL_DIR`` as in label-studio-ml); default :func:`default_data_dir` (the platform's
             user data folder, never the current directory).
@@ -50,20 +52,11 @@ class Settings:
         prototype_weight / max_prototypes: few-shot blending weight; prototypes kept per label.
         learn_async: process webhooks in a background thread (Label Studio waits 1 s at most).
         warmup: start loading the model in the background when a worker starts.
-        cache_bytes: embedding LRU size; image_cache_bytes: LRU of decoded images by URL.
-        auto / points_per_side / min_score: pre-labelling of tasks without regions (no prompts):
-            ``find`` (default: the project's labels are searched for), ``everything`` or ``off``;
-            a project's ``extra_params`` override them (:meth:`~.backend.Backend.auto_settings`).
+        image_cache_bytes: LRU of decoded images by URL.
         ml_timeout: how long Label Studio waits for ``/predict`` (its ``ML_TIMEOUT_PREDICT``,
             default 100 s); a batch running longer is cut and the log points to ``prelabel``.
     """
 
-    model: str = "ovsam-lvis"
-    vocab: Optional[str] = None
-    device: str = "auto"
-    dtype: str = "fp32"
-    weights_dir: Optional[str] = None
-    weights: Optional[str] = None
     model_dir: str = ""
     label_studio_url: Optional[str] = None
     api_key: Optional[str] = None
@@ -83,12 +76,7 @@ class Settings:
     max_prototypes: int = 100
     learn_async: bool = True
     warmup: bool = False
-    cache_bytes: int = 2 * 1024 ** 3
     image_cache_bytes: int = 256 * 1024 ** 2
-    download: bool = True
-    auto: str = "find"
-    points_per_side: int = 32
-    min_score: float = 0.5
     ml_timeout: float = 100.0
     extra: Dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -104,15 +92,6 @@ class Settings:
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS (or neither)")
         self.auto_settings()  # a bad OVSAM_LS_AUTO / _POINTS_PER_SIDE / _MIN_SCORE fails at start
-
-    def auto_settings(self, extra_params: Optional[Mapping] = None):
-        """:class:`ovsam_core.AutoSettings` of these settings, overridden by a project's
-        ``extra_params`` (``auto``, ``points_per_side``, ``min_score`` ...); ``ValueError``
-        names a bad key and its valid values."""
-        from ovsam_core import AutoSettings
-
-        base = {"auto": self.auto, "points_per_side": self.points_per_side, "min_score": self.min_score}
-        return AutoSettings.parse({**base, **dict(extra_params or {})})
 
     @property
     def db_path(self) -> Path:
