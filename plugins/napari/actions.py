@@ -53,10 +53,13 @@ class ActionsMixin:
         auto = AutoSettings(mode="find" if classes else "everything", points_per_side=int(self.auto_points.value),
                             min_score=float(self.auto_min_score.value))
         view = self._visible_area() if self.controller.region_mode() == "roi" else None
-        plane, steps = self._current_plane(), Steps()
+        plane, steps, book = self._current_plane(), Steps(), self.controller.book
         self._steps = steps
 
         def done(previews):
+            if steps.cancelled.is_set() or self.controller.book is not book:   # cancelled late, or another image
+                self._end_auto("cancelled: the labels are unchanged")
+                return
             self._end_auto("")
             recs = self._guard(lambda: self.controller.commit_all(previews))
             self._refresh_objects()

@@ -215,6 +215,14 @@ def test_cancel_mid_run_leaves_the_labels_as_they_were(make_napari_viewer, qtbot
     assert np.array_equal(np.asarray(layer.data), before)
     assert len(layer.features) == 0 and not w.controller.objects and not w.controller.can_undo
 
+    # Cancel pressed after the model finished but before its objects were written: still nothing
+    w.set_options(auto_points=16)
+    w.segment_all_button.native.click()
+    w._jobs._running[0][0].result(timeout=RUN_TIMEOUT_MS / 1000)   # the worker is done; Qt has not seen it yet
+    w.cancel_button.native.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=RUN_TIMEOUT_MS)
+    assert "cancelled" in w.status.value and np.array_equal(np.asarray(layer.data), before)
+
 
 def test_a_stack_slice_is_labelled_on_its_own(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
