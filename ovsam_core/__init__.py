@@ -48,7 +48,7 @@ from .prelabel import (AUTO_MODES, AutoSettings, LabeledObject, PrelabelResult, 
                        label_queries, prelabel)
 from .jobs import BatchReport, Journal, run_batch
 from .serving import (BytesLRU, ImageCache, JobQueue, LazyModel, Metrics, ProjectOptions, parse_bool, rss_bytes,
-                      dataclass_from_env, dataclass_to_env, env_table, overrun_note)
+                      dataclass_from_env, dataclass_to_env, env_table, json_object, overrun_note)
 from .labelchoice import choose_label
 from .safe_download import (DownloadError, RefusedSource, check_public, data_url_bytes, host_port, read_capped_file,
                             safe_download)
@@ -67,7 +67,10 @@ from .annotator import Annotator, AnnotatorSettings
 from .relative import (crop_in_pixels, pixels_to_relative, prompt_from_relative, prompt_result_box,
                        relative_box_pixels, relative_iou, relative_mask)
 from .rates import detection_rates, label_accuracy, same_label
-from .classnames import labels_from_names, written_names
+from .classnames import labels_from_classes, labels_from_names, written_names
+from .objectfields import object_fields
+from .labelruns import (RunOutcome, entry_of, prelabel_settings, recorded_run, run_summary, same_run,
+                        with_entry)
 from .shared import shared_predictor
 from .vocab_source import (VocabInput, embedded_source, vocabulary_from_record, vocabulary_record, vocabulary_size,
                            vocabulary_source)
@@ -98,7 +101,7 @@ __all__ = [
     "label_queries", "prelabel", "BatchReport", "Journal", "run_batch",
     "BytesLRU", "JobQueue", "LazyModel", "Metrics", "parse_bool", "rss_bytes", "dataclass_from_env", "dataclass_to_env",
     "choose_label", "DownloadError", "RefusedSource", "check_public", "host_port", "safe_download",
-    "ImageCache", "ProjectOptions", "env_table", "overrun_note", "data_url_bytes", "read_capped_file",
+    "ImageCache", "ProjectOptions", "env_table", "json_object", "overrun_note", "data_url_bytes", "read_capped_file",
     "LabelledRegion", "PromptObject", "PrototypeCache", "label_mapper", "label_prompts", "region_prototypes",
     "PredictorOptions", "PrelabelDefaults", "click_prompt", "clip_point", "mask_prompt", "rotated_box_bounds",
     "MaskPolygons", "crop_iou", "crop_to_rle", "mask_box", "mask_to_polygons", "polygon_to_mask",
@@ -107,6 +110,7 @@ __all__ = [
     "ObjectRecord", "features_table", "export_all", "read_coco", "to_coco", "Annotator", "AnnotatorSettings",
     "crop_in_pixels", "pixels_to_relative", "prompt_from_relative", "prompt_result_box", "relative_box_pixels",
     "relative_iou", "relative_mask", "detection_rates", "label_accuracy", "same_label",
-    "labels_from_names", "written_names", "shared_predictor",
+    "labels_from_classes", "labels_from_names", "written_names", "shared_predictor", "object_fields",
+    "RunOutcome", "entry_of", "prelabel_settings", "recorded_run", "run_summary", "same_run", "with_entry",
     "VocabInput", "embedded_source", "vocabulary_from_record", "vocabulary_record", "vocabulary_size", "vocabulary_source",
 ]

@@ -37,6 +37,17 @@ class PredictorOptions:
     cache_bytes: int = 2 * 1024 ** 3
     download: bool = True
 
+    def check(self) -> None:
+        """``ValueError`` now (at start, not in every worker later) for an unknown model or a
+        vocabulary that is neither a preset nor an existing file / folder (a mistyped path is
+        not a class name)."""
+        from .vocabulary import parse_vocabulary_text
+        from .weights.registry import get_model_spec
+
+        get_model_spec(self.model)
+        if self.vocab:
+            parse_vocabulary_text(self.vocab)
+
     def load_predictor(self):
         """A new :class:`ovsam_core.Predictor` with these options (no progress bars)."""
         from .predictor import Predictor

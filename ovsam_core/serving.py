@@ -37,6 +37,16 @@ class Metrics:
         with self._lock:
             return dict(self.counters)
 
+    def report(self, predictor: Any = None) -> Dict[str, Any]:
+        """``uptime_seconds``, ``rss_bytes``, ``counters`` and, with a loaded ``predictor``, its
+        ``embedding_cache`` (entries, bytes, encoder calls): what a ``/metrics`` endpoint shows."""
+        out: Dict[str, Any] = {"uptime_seconds": round(time.time() - self.started, 3), "rss_bytes": rss_bytes(),
+                               "counters": self.snapshot()}
+        if predictor is not None:
+            out["embedding_cache"] = {"entries": len(predictor.cache), "bytes": int(predictor.cache.nbytes),
+                                      "encoder_calls": int(predictor.encoder_calls)}
+        return out
+
 
 def rss_bytes() -> int:
     """Resident memory of this process in bytes (Linux ``/proc``; peak RSS elsewhere; 0 if unknown)."""
@@ -146,27 +156,42 @@ def overrun_note(started: float, done: int, total: int, limit: float, hint: str,
     return f"not run: the request took longer than the caller waits ({limit:.0f} s{', ' if limit_name else ''}{limit_name})"
 
 
+def json_object(raw: Any, what: str, *, empty_ok: bool = False, example: str = "") -> Dict[str, Any]:
+    """``raw`` (JSON text or bytes, or an already parsed value) as a dict; ``ValueError`` says
+    what is wrong with ``what`` (e.g. ``the request body``): empty (unless ``empty_ok``: ``{}``),
+    not JSON, or not an object (``example``: a valid one to show)."""
+    if isinstance(raw, (str, bytes, bytearray)):
+        if not raw.strip():
+            raw = None
+        else:
+            try:
+                raw = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ValueError(f"{what} is not JSON: {e}") from None
+    if raw is None or (empty_ok and not raw):
+        if not empty_ok:
+            raise ValueError(f"{what} is empty: expected a JSON object")
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{what} must be a JSON object{f', e.g. {example}' if example else ''}")
+    return dict(raw)
+
+
 class ProjectOptions:
     """Per-project options of a service (e.g. a host project's extra parameters): JSON objects,
     checked by ``check(options)`` (raise ``ValueError`` naming the bad key) when set, kept in
     memory and, with ``folder``, in ``<folder>/<project>.json`` so that other worker processes
-    and restarts see them. ``name`` is how errors call them (e.g. ``extra_params``)."""
+    and restarts see them. ``name`` is how errors call them (e.g. ``extra_params``), ``example``
+    a valid value they show."""
 
     def __init__(self, folder: Optional[str], check: Callable[[Mapping[str, Any]], Any] = lambda o: None,
-                 name: str = "options") -> None:
-        self.folder, self.check, self.name = folder, check, name
+                 name: str = "options", example: str = "") -> None:
+        self.folder, self.check, self.name, self.example = folder, check, name, example
         self._options: Dict[str, Dict[str, Any]] = {}
 
     def parse(self, raw: Any) -> Dict[str, Any]:
         """A JSON object (or its text; empty: ``{}``), checked; ``ValueError`` says what is wrong."""
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw) if raw.strip() else {}
-            except ValueError as e:
-                raise ValueError(f"{self.name} is not JSON: {e}") from None
-        if raw and not isinstance(raw, Mapping):
-            raise ValueError(f'{self.name} must be a JSON object, e.g. {{"auto": "find", "points_per_side": 16}}')
-        options = dict(raw or {})
+        options = json_object(raw, self.name, empty_ok=True, example=self.example)
         try:
             self.check(options)
         except ValueError as e:

@@ -34,3 +34,13 @@ def test_load_predictor_uses_the_options():
     p = PredictorOptions(model="ovsam-test", device="cpu", cache_bytes=1234).load_predictor()
     assert str(p.device) == "cpu" and p.cache.max_bytes == 1234
     assert p.model_key[0] == "ovsam-test" and p.model_key[-1] == "fp32"
+
+
+def test_check_refuses_unknown_models_and_mistyped_vocabulary_paths(tmp_path):
+    PredictorOptions(model="ovsam-test", vocab="coco").check()
+    (tmp_path / "v.txt").write_text("cat\ndog\n")
+    PredictorOptions(model="ovsam-test", vocab=str(tmp_path / "v.txt")).check()
+    with pytest.raises(KeyError, match="no-such-model"):
+        PredictorOptions(model="no-such-model").check()
+    with pytest.raises(ValueError, match="nonexistent"):
+        PredictorOptions(model="ovsam-test", vocab="/nonexistent/my_vocab.txt").check()

@@ -9,7 +9,7 @@ from typing import Tuple
 import pytest
 
 from ovsam_core import (BytesLRU, DownloadError, ImageCache, JobQueue, LazyModel, Metrics, ProjectOptions, RefusedSource,
-                        data_url_bytes, dataclass_from_env, dataclass_to_env, env_table, host_port, overrun_note,
+                        data_url_bytes, dataclass_from_env, dataclass_to_env, env_table, host_port, json_object, overrun_note,
                         parse_bool, read_capped_file, rss_bytes, safe_download)
 
 
@@ -19,6 +19,31 @@ def test_metrics_and_rss():
     m.add("a", 2)
     assert m.snapshot() == {"a": 3.0}
     assert rss_bytes() > 1_000_000
+    r = m.report()
+    assert r["counters"] == {"a": 3.0} and r["rss_bytes"] > 1_000_000 and 0 <= r["uptime_seconds"] < 60
+    assert "embedding_cache" not in r
+
+    class Cache:
+        nbytes = 10
+
+        def __len__(self):
+            return 2
+
+    class Pred:
+        cache, encoder_calls = Cache(), 3
+
+    assert m.report(Pred())["embedding_cache"] == {"entries": 2, "bytes": 10, "encoder_calls": 3}
+
+
+def test_json_object_says_what_is_wrong():
+    assert json_object(b'{"a": 1}', "the body") == {"a": 1} and json_object({"b": 2}, "x") == {"b": 2}
+    assert json_object("", "opts", empty_ok=True) == {} and json_object(None, "opts", empty_ok=True) == {}
+    for raw, words in [(b"", "the body is empty"), (b"{nope", "the body is not JSON"), (b"\xff", "not JSON"),
+                       ("[1]", "the body must be a JSON object$"), (None, "is empty")]:
+        with pytest.raises(ValueError, match=words):
+            json_object(raw, "the body")
+    with pytest.raises(ValueError, match=r'must be a JSON object, e.g. \{"k": 1\}'):
+        json_object("3", "opts", empty_ok=True, example='{"k": 1}')
 
 
 def test_bytes_lru_evicts_oldest_and_skips_big_values():

@@ -27,6 +27,8 @@ import json
 import logging
 from typing import Any, Optional
 
+from ovsam_core import json_object
+
 from .backend import Backend, BackendError
 from .settings import Settings, settings_from_env
 
@@ -54,16 +56,10 @@ def create_app(settings: Optional[Settings] = None, backend: Optional[Backend] =
         return reply({"error": message, "status": status}, status, headers)
 
     def body() -> dict:
-        raw = request.get_data(cache=False)
-        if not raw:
-            raise BackendError("empty request body: expected a JSON object", 400)
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise BackendError(f"malformed JSON: {e}", 400) from None
-        if not isinstance(data, dict):
-            raise BackendError("the request body must be a JSON object", 400)
-        return data
+            return json_object(request.get_data(cache=False), "the request body")
+        except ValueError as e:
+            raise BackendError(str(e), 400) from None
 
     @app.before_request
     def _auth():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Mapping, Tuple
 
-from ovsam_core import AutoSettings, HostLabel, prelabel
+from ovsam_core import AutoSettings, prelabel
 
 from . import outputs
 
@@ -25,16 +25,13 @@ def prelabel_task(backend, task: Mapping, cfg, settings: AutoSettings) -> Tuple[
     for to_name in dict.fromkeys(c.to_name for c in cfg.output_controls):
         controls = cfg.outputs_for(to_name)
         names = {c.name: {lab.name for lab in c.labels_for(data)} for c in controls}
-        labels: Dict[str, HostLabel] = {}
-        for c in controls:
-            for lab in c.labels_for(data):
-                labels.setdefault(lab.name, lab)
+        labels = cfg.labels(data, controls)
         if not labels:
             continue
         img = backend._image_for(task, cfg, to_name)
         pred = backend.predictor()
         with backend.model_lock:
-            res = prelabel(pred, img, settings, list(labels.values()),
+            res = prelabel(pred, img, settings, list(labels),
                            vocabulary=backend.s.vocab if settings.mode == "everything" else None)
         for o in res:
             top = [(o.label, o.score)]

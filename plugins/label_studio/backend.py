@@ -14,8 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ovsam_core import (ImageCache, JobQueue, LazyModel, LoadedImage, Metrics, ProjectOptions, PromptError,
-                        PrototypeCache, PrototypeSet, PrototypeStore, __version__, label_prompts, overrun_note,
-                        rss_bytes)
+                        PrototypeCache, PrototypeSet, PrototypeStore, __version__, label_prompts, overrun_note)
 
 from . import outputs
 from .auto import prelabel_task
@@ -52,7 +51,8 @@ class Backend(LearningMixin):
         self._images = ImageCache(settings.image_cache_bytes, settings.max_image_pixels, settings.max_image_bytes,
                                   "OVSAM_LS_MAX_IMAGE_PIXELS", self.metrics)
         self._jobs = JobQueue(self._run_job, 256, self._job_failed)  # learning (webhooks)
-        self._params = ProjectOptions(str(Path(settings.model_dir) / "projects"), settings.auto_settings, "extra_params")
+        self._params = ProjectOptions(str(Path(settings.model_dir) / "projects"), settings.auto_settings, "extra_params",
+                                      '{"auto": "find", "points_per_side": 16}')
 
     # ================================================================== model
     @property
@@ -282,13 +282,7 @@ class Backend(LearningMixin):
     # ================================================================== metrics
     def metrics_json(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"model": self.s.model, "model_version": self.model_version, "model_loaded": self.loaded,
-                               "uptime_seconds": round(time.time() - self.metrics.started, 3),
-                               "rss_bytes": rss_bytes(), "counters": self.metrics.snapshot(),
-                               "learning_queue": self._jobs.qsize()}
-        if self._predictor is not None:
-            cache = self._predictor.cache
-            out["embedding_cache"] = {"entries": len(cache), "bytes": int(cache.nbytes),
-                                      "encoder_calls": int(self._predictor.encoder_calls)}
+                               **self.metrics.report(self._predictor), "learning_queue": self._jobs.qsize()}
         out["image_cache"] = {"entries": len(self._images), "bytes": self._images.nbytes}
         if self.store is not None:
             out["prototypes"] = self.store.counts()

@@ -150,11 +150,7 @@ def serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from .settings import settings_to_env
 
-    from ovsam_core import get_model_spec, parse_vocabulary_text
-
-    get_model_spec(settings.model)  # an unknown model is a usage error now, not in every worker later
-    if settings.vocab:
-        parse_vocabulary_text(settings.vocab)  # a mistyped path is a usage error, not a class name
+    settings.check()  # an unknown model or a mistyped vocabulary path is a usage error now
     os.environ.update(settings_to_env(settings))  # workers (and their reloads) read the same settings
     logging.getLogger("ovsam.label_studio").info(
         "learned prototypes: %s%s", settings.db_path, "" if settings.learn else " (learning off)")

@@ -22,7 +22,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from ovsam_core import HostLabel as ProjectLabel, LabelMapper, normalise  # noqa: F401 - re-exported
 
@@ -124,6 +124,14 @@ class ProjectConfig:
 
     def outputs_for(self, to_name: str) -> Tuple[Control, ...]:
         return tuple(c for c in self.output_controls if c.to_name == to_name)
+
+    def labels(self, data: Optional[Mapping], controls: Optional[Tuple[Control, ...]] = None) -> Tuple[ProjectLabel, ...]:
+        """The labels of ``controls`` (default: all) for a task's ``data``, each name once."""
+        out: Dict[str, ProjectLabel] = {}
+        for c in self.controls if controls is None else controls:
+            for lab in c.labels_for(data):
+                out.setdefault(lab.name, lab)
+        return tuple(out.values())
 
     def image_key(self, to_name: str) -> str:
         for c in self.controls:

@@ -16,7 +16,7 @@ from ovsam_core import LabelledRegion, region_prototypes
 
 from .errors import BackendError, project_key
 from .fetch import ImageFetchError
-from .labels import LabelConfigError, LabelMapper, ProjectLabel, parse_label_config
+from .labels import LabelConfigError, LabelMapper, parse_label_config
 from .regions import RegionError, region_geometry, region_kind, region_labels
 
 log = logging.getLogger("ovsam.label_studio")
@@ -121,11 +121,7 @@ class LearningMixin:
             log.info("annotation %s: label config not usable: %s", ann_id, e)
             return 0
         data = task.get("data") if isinstance(task.get("data"), Mapping) else {}
-        known: Dict[str, ProjectLabel] = {}
-        for c in cfg.controls:
-            for lab in c.labels_for(data):
-                known.setdefault(lab.name, lab)
-        mapper = LabelMapper(list(known.values()))
+        mapper = LabelMapper(cfg.labels(data))
         by_image: Dict[str, List[Tuple[Mapping, str]]] = {}
         for it in ann.get("result") or []:
             if not isinstance(it, Mapping) or region_kind(it) is None:

@@ -111,7 +111,14 @@ def test_bad_auto_setting_in_the_environment_fails_at_start():
 def test_batch_longer_than_label_studios_timeout_is_cut_and_logged(client_for, caplog):
     """Label Studio drops an answer after ML_TIMEOUT_PREDICT: the tasks after it are not run and
     the log says so, pointing to the prelabel command."""
-    client, _ = client_for(ml_timeout=0.05, auto="off")
+    client, b = client_for(ml_timeout=0.05, auto="off")
+    batch = b._batch
+
+    def slow_batch(*a):  # each task outlasts the limit, however fast the machine (or a cached embedding)
+        time.sleep(0.1)
+        return batch(*a)
+
+    b._batch = slow_batch
     ann = [annotation([rectangle((50, 70, 210, 230), 480, 360, from_name="box")])]
     tasks = [ls_task(task_id=i, annotations=ann) for i in (1, 2, 3)]
     with caplog.at_level(logging.INFO, logger="ovsam.label_studio"):
