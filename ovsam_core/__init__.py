@@ -67,7 +67,10 @@ from .annotator import Annotator, AnnotatorSettings
 from .relative import (crop_in_pixels, pixels_to_relative, prompt_from_relative, prompt_result_box,
                        relative_box_pixels, relative_iou, relative_mask)
 from .rates import detection_rates, label_accuracy, same_label
-from .classnames import labels_from_names, written_names
+from .classnames import labels_from_classes, labels_from_names, written_names
+from .objectfields import object_fields
+from .labelruns import (RunOutcome, entry_of, prelabel_settings, recorded_run, run_summary, same_run,
+                        with_entry)
 from .shared import shared_predictor
 from .vocab_source import (VocabInput, embedded_source, vocabulary_from_record, vocabulary_record, vocabulary_size,
                            vocabulary_source)
@@ -107,6 +110,7 @@ __all__ = [
     "ObjectRecord", "features_table", "export_all", "read_coco", "to_coco", "Annotator", "AnnotatorSettings",
     "crop_in_pixels", "pixels_to_relative", "prompt_from_relative", "prompt_result_box", "relative_box_pixels",
     "relative_iou", "relative_mask", "detection_rates", "label_accuracy", "same_label",
-    "labels_from_names", "written_names", "shared_predictor",
+    "labels_from_classes", "labels_from_names", "written_names", "shared_predictor", "object_fields",
+    "RunOutcome", "entry_of", "prelabel_settings", "recorded_run", "run_summary", "same_run", "with_entry",
     "VocabInput", "embedded_source", "vocabulary_from_record", "vocabulary_record", "vocabulary_size", "vocabulary_source",
 ]

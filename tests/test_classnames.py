@@ -1,7 +1,10 @@
 """Written class names and host labels from names (`ovsam_core.classnames`), shared predictors (`ovsam_core.shared`)."""
 from __future__ import annotations
 
-from ovsam_core import HostLabel, get_vocabulary, labels_from_names, shared_predictor, written_names
+import pytest
+
+from ovsam_core import (HostLabel, VocabularyError, get_vocabulary, labels_from_classes, labels_from_names,
+                        shared_predictor, written_names)
 
 
 def test_labels_from_names_keep_spelling_and_synonyms():
@@ -21,3 +24,17 @@ def test_shared_predictor_is_loaded_once_per_settings():
     a = shared_predictor("ovsam-test", device="cpu")
     assert shared_predictor("ovsam-test", device="cpu") is a
     assert shared_predictor("ovsam-test", device="cpu", dtype="bf16") is not a
+
+
+def test_labels_from_classes_reads_lists_text_presets_and_files(tmp_path):
+    assert labels_from_classes(None) is None and labels_from_classes("  ") is None and labels_from_classes([]) is None
+    assert labels_from_classes(["dog,puppy", "cat"]) == [HostLabel("dog", "dog", ("puppy",)), HostLabel("cat", "cat")]
+    assert labels_from_classes("dog|puppy, traffic light") == [HostLabel("dog", "dog", ("puppy",)),
+                                                               HostLabel("traffic light", "traffic light")]
+    coco = labels_from_classes("coco")
+    assert len(coco) == 80 and HostLabel("traffic light", "traffic light") in coco
+    f = tmp_path / "classes.txt"
+    f.write_text("red circle\ngreen square\n")
+    assert [lab.name for lab in labels_from_classes(str(f))] == ["red circle", "green square"]
+    with pytest.raises(VocabularyError):
+        labels_from_classes(str(tmp_path / "missing.txt"))   # a mistyped path is never a class name

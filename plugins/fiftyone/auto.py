@@ -9,9 +9,9 @@ find with classes, everything without. Used by :class:`~ovsam_plugins.fiftyone.m
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Union
+from typing import List, Sequence, Union
 
-from ovsam_core import AutoSettings, HostLabel, PrelabelResult, labels_from_names, load_vocabulary, parse_vocabulary_text
+from ovsam_core import PrelabelResult, object_fields
 
 from .store import dataset_name, field_kind
 
@@ -19,18 +19,6 @@ Classes = Union[None, str, Sequence[str]]
 #: label types whose labels can be classes, and the path of their labels
 LABEL_LISTS = {"Detections": ".detections", "Polylines": ".polylines", "Keypoints": ".keypoints",
                "Classifications": ".classifications", "Detection": "", "Classification": "", "Polyline": ""}
-
-
-def host_labels(classes: Classes) -> Optional[List[HostLabel]]:
-    """Host labels of ``classes`` (None: none). A name's first synonym is the label written."""
-    if classes is None:
-        return None
-    if isinstance(classes, str):
-        parsed = parse_vocabulary_text(classes)
-        if parsed is None:
-            return None
-        classes = parsed if isinstance(parsed, list) else list(load_vocabulary(parsed).names)
-    return labels_from_names(classes) or None
 
 
 def field_classes(samples, field: str) -> List[str]:
@@ -45,23 +33,9 @@ def field_classes(samples, field: str) -> List[str]:
     return names
 
 
-def auto_settings(classes: Optional[List[HostLabel]], mode: Optional[str] = None, **values) -> AutoSettings:
-    """:class:`AutoSettings` (mode default: find with classes, else everything); validated."""
-    mode = mode if mode not in (None, "", "auto", "default") else ("find" if classes else "everything")
-    settings = AutoSettings.parse({"mode": mode, **{k: v for k, v in values.items() if v is not None}})
-    if settings.mode == "off":
-        raise ValueError("mode 'off' labels nothing: choose find or everything")
-    return settings
-
-
 def to_detections(result: PrelabelResult):
     """``fo.Detections`` of a whole-image :class:`PrelabelResult` (relative boxes, cropped masks)."""
     import fiftyone.core.labels as fol
 
     h, w = result.image_size
-    return fol.Detections(detections=[fol.Detection(
-        label=o.label, confidence=float(o.score), bounding_box=list(o.relative_box(w, h)), mask=o.crop(),
-        top_k_labels=[n for n, _ in o.object.top_k], top_k_scores=[float(s) for _, s in o.object.top_k],
-        mask_area=int(o.object.area), stability=float(o.object.quality.get("stability", 0.0)))
-        for o in result.objects])
-
+    return fol.Detections(detections=[fol.Detection(**object_fields(o, w, h)) for o in result.objects])

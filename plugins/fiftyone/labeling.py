@@ -10,13 +10,12 @@ again does only the samples whose field is still empty: no duplicates, nothing l
 """
 from __future__ import annotations
 
-import datetime
-import time
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set
 
-from ovsam_core import BatchReport, load_image, prelabel, run_batch
+from ovsam_core import (RunOutcome, labels_from_classes, load_image, prelabel, prelabel_settings, recorded_run,
+                        run_summary, same_run)
 
-from .auto import Classes, auto_settings, field_classes, host_labels, to_detections
+from .auto import Classes, field_classes, to_detections
 from . import model as model_mod
 from .model import OVSAMModel
 from .prompts import check_prompt_field
@@ -49,32 +48,17 @@ def existing_labels(samples, label_field: str, source_field: Optional[str], sour
 
 
 def _run(samples, label_field: str, run: Dict[str, Any], one: Callable, done: Set[str], errors,
-         progress: Optional[ProgressFn], should_stop=None) -> Tuple[BatchReport, int, float]:
-    """``one((sample, path)) -> objects`` on every sample not in ``done``, recorded in the run record;
-    returns (report, objects, seconds)."""
+         progress: Optional[ProgressFn], should_stop=None) -> RunOutcome:
+    """``one((sample, path)) -> objects`` on every sample not in ``done``, recorded in the run record."""
     import fiftyone as fo
 
-    t0, ds, objects = time.time(), root(samples), [0]
+    ds = root(samples)
     if ds.get_field(label_field) is None:
         ds.add_sample_field(label_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
-    record_run(ds, label_field, {**run, "finished": False, "started": datetime.datetime.now(
-        datetime.timezone.utc).isoformat(timespec="seconds")})
-
-    def process(item):
-        n = one((ds[item[0]], item[1]))
-        objects[0] += n or 0
-        return n
-
-    def report(k: int, total: int) -> None:
-        if progress is not None:
-            progress(k / max(total, 1), f"{k}/{total} samples, {objects[0]} objects")
-
     items = list(zip(samples.values("id"), samples.values("filepath")))
-    rep = run_batch(items, process, key=lambda it: it[0], done=done.__contains__, name=lambda it: it[1],
-                    errors=errors, show_progress=False, progress=report, should_stop=should_stop)
-    seconds = round(time.time() - t0, 3)
-    record_run(ds, label_field, {**run, "finished": not (rep.cancelled or rep.failed), "seconds": seconds})
-    return rep, objects[0], seconds
+    return recorded_run(items, lambda it: one((ds[it[0]], it[1])), run, lambda rec: record_run(ds, label_field, rec),
+                        key=lambda it: it[0], done=done.__contains__, name=lambda it: it[1], errors=errors,
+                        progress=progress, should_stop=should_stop)
 
 
 def label_with_prompts(samples, prompt_field: str, label_field: str = "ovsam", *, model: str = "ovsam-lvis",
@@ -129,12 +113,9 @@ def label_with_prompts(samples, prompt_field: str, label_field: str = "ovsam", *
         sample.save()
         return None if dets is None else len(dets.detections)
 
-    rep, objects, seconds = _run(samples, label_field, run, one, existing if skip_existing else set(),
-               (Exception,) if skip_failures else (), progress)
-    problems[:0] = [f"{k}: {m}" for k, m in rep.failed]
-    return {"samples": rep.total, "processed": rep.processed, "labelled": sum(v is not None for v in rep.results.values()),
-            "objects": objects, "skipped_existing": rep.skipped, "failed": len(rep.failed), **counts,
-            "problems": problems[:MAX_PROBLEMS], "seconds": seconds, "label_field": label_field,
+    outcome = _run(samples, label_field, run, one, existing if skip_existing else set(),
+                   (Exception,) if skip_failures else (), progress)
+    return {**run_summary(outcome, problems, MAX_PROBLEMS), **counts, "label_field": label_field,
             "vocabulary": run["vocabulary"], "model": run["model"]}
 
 
@@ -160,14 +141,13 @@ def label_everything(samples, label_field: str = "ovsam_auto", *, classes: Class
         ``cancelled``, ``seconds``, ``label_field``, ``classes``, ``mode``.
     """
     existing = existing_labels(samples, label_field, classes_field, "classes")
-    labels = host_labels(field_classes(samples, classes_field) if classes_field and not classes else classes)
-    settings = auto_settings(labels, mode, points_per_side=points_per_side, min_score=min_score)
+    labels = labels_from_classes(field_classes(samples, classes_field) if classes_field and not classes else classes)
+    settings = prelabel_settings(labels, mode, points_per_side=points_per_side, min_score=min_score)
     vocab = parse_vocabulary(vocabulary)
     pred = predictor or model_mod.get_predictor(model, device=device, dtype=dtype)
     run = {"prompt_field": None, "classes_field": classes_field, "model": pred.name, "vocabulary": describe(vocab),
            "classes": [lab.name for lab in labels or []], "settings": settings.to_dict()}
-    old = get_run(samples, label_field) or {}
-    if existing and not overwrite and {k: old.get(k) for k in run} != run:
+    if existing and not overwrite and not same_run(get_run(samples, label_field), run):
         raise LabelFieldExistsError(
             f"{len(existing)} sample(s) already have labels in {label_field!r} from another run (or other "
             "settings); pass overwrite=True to relabel them, or choose another output field")
@@ -179,9 +159,7 @@ def label_everything(samples, label_field: str = "ovsam_auto", *, classes: Class
         sample.save()
         return len(res)
 
-    rep, objects, seconds = _run(samples, label_field, run, one, set() if overwrite else existing, (OSError, ValueError), progress,
-               should_stop)
-    return {"samples": rep.total, "labelled": rep.processed, "objects": objects, "skipped_existing": rep.skipped,
-            "failed": len(rep.failed), "problems": [f"{k}: {m}" for k, m in rep.failed[:MAX_PROBLEMS]],
-            "cancelled": rep.cancelled, "seconds": seconds, "label_field": label_field,
-            "classes": run["classes"], "mode": settings.mode}
+    outcome = _run(samples, label_field, run, one, set() if overwrite else existing, (OSError, ValueError), progress,
+                   should_stop)
+    return {**run_summary(outcome, limit=MAX_PROBLEMS), "label_field": label_field, "classes": run["classes"],
+            "mode": settings.mode}

@@ -25,10 +25,10 @@ import numpy as np
 import fiftyone.core.labels as fol
 import fiftyone.core.models as fom
 
-from ovsam_core import (AutoSettings, LoadedImage, ObjectPrediction, Predictor, load_image, pixels_to_relative,
-                        prelabel, prompt_result_box, shared_predictor, written_names)
+from ovsam_core import (AutoSettings, LoadedImage, ObjectPrediction, Predictor, labels_from_classes, load_image,
+                        object_fields, prelabel, prelabel_settings, shared_predictor, written_names)
 
-from .auto import auto_settings, field_classes, host_labels, to_detections
+from .auto import field_classes, to_detections
 from .prompts import PromptSource, label_to_prompts
 from .vocab import parse_vocabulary
 
@@ -108,10 +108,10 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
         self.vocabulary = parse_vocabulary(config.vocabulary)
         self._predictor = predictor
         self._names: Optional[Tuple[List[str], Dict[str, str]]] = None
-        self._classes = host_labels(config.classes)
+        self._classes = labels_from_classes(config.classes)
         self._auto: Optional[Tuple[Any, AutoSettings]] = None
-        auto_settings(self._classes or config.classes_field, config.auto_mode, points_per_side=config.points_per_side,
-                      min_score=config.min_score)  # a bad option fails here
+        prelabel_settings(self._classes or config.classes_field, config.auto_mode,
+                          points_per_side=config.points_per_side, min_score=config.min_score)  # a bad option fails here
 
     # FiftyOne model protocol: images, no batching, no transforms / logits / embeddings
     media_type, ragged_batches, transforms, preprocess, has_logits, has_embeddings = "image", False, None, False, False, False
@@ -202,23 +202,14 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
             if labels is None and field:
                 if sample is None:
                     raise ValueError(f"{CLASSES_KEY}={field!r} needs the sample: use apply_model")
-                labels = host_labels(field_classes(sample.dataset, field))
-            self._auto = labels, auto_settings(labels, c.auto_mode, points_per_side=c.points_per_side,
-                                               min_score=c.min_score)
+                labels = labels_from_classes(field_classes(sample.dataset, field))
+            self._auto = labels, prelabel_settings(labels, c.auto_mode, points_per_side=c.points_per_side,
+                                                   min_score=c.min_score)
         labels, settings = self._auto
         return to_detections(prelabel(self.predictor, image, settings, labels, vocabulary=self.vocabulary))
 
     def _detection(self, o: ObjectPrediction, src: PromptSource, w: int, h: int,
                    names: List[str], display: Dict[str, str]) -> fol.Detection:
-        x0, y0, x1, y1 = prompt_result_box(o.prompt, o.bbox_xyxy if o.area else None, w, h)
-        attrs: Dict[str, Any] = {
-            "top_k_labels": [display.get(lab, lab) for lab, _ in o.top_k], "top_k_scores": [float(s) for _, s in o.top_k],
-            "prompt_type": src.kind, "mask_area": int(o.area), "stability": float(o.quality.get("stability", 0.0)),
-            "prompt_label": src.label, "prompt_id": src.id,
-            "label_path": [display.get(lab, lab) for lab in o.label_path] or None}
-        attrs = {k: v for k, v in attrs.items() if v is not None}
-        return fol.Detection(
-            label=names[o.label_index], confidence=float(o.score),
-            bounding_box=list(pixels_to_relative(x0, y0, x1, y1, w, h)),
-            mask=np.ascontiguousarray(o.mask[y0:y1, x0:x1]), **attrs)
-
+        source = {"prompt_type": src.kind, "prompt_label": src.label, "prompt_id": src.id}
+        return fol.Detection(**object_fields(o, w, h, names, display),
+                             **{k: v for k, v in source.items() if v is not None})

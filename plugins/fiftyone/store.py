@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Optional
 
+from ovsam_core import entry_of, with_entry
+
 INFO_KEY = "ovsam"
 
 
@@ -38,24 +40,14 @@ def fields_of_kind(samples, kinds: Iterable[str]) -> List[str]:
 
 def get_info(samples, section: str) -> Any:
     """``dataset.info["ovsam"][section]`` (None when absent)."""
-    return ((root(samples).info or {}).get(INFO_KEY) or {}).get(section)
+    return entry_of(root(samples).info, INFO_KEY, section)
 
 
 def set_info(samples, section: str, key: Optional[str], value: Any) -> None:
     """Set ``info["ovsam"][section][key]`` (``key=None``: the section itself; ``value=None``
     with ``key=None`` removes it) and save the dataset."""
     ds = root(samples)
-    info = dict(ds.info or {})
-    block = dict(info.get(INFO_KEY) or {})
-    if key is None:
-        if value is None:
-            block.pop(section, None)
-        else:
-            block[section] = value
-    else:
-        block[section] = {**(block.get(section) or {}), key: value}
-    info[INFO_KEY] = block
-    ds.info = info
+    ds.info = with_entry(ds.info, INFO_KEY, section, key, value)
     ds.save()
 
 
