@@ -122,12 +122,12 @@ def _connect(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace):
-    from .settings import settings_from_env
+    from .settings import parse_hosts, settings_from_env
 
     def opt(v):
         return None if v is None else str(v)
 
-    hosts = tuple(h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip()) if args.allowed_hosts else None
+    hosts = parse_hosts(args.allowed_hosts) if args.allowed_hosts else None
     return settings_from_env(
         model=args.model, vocab=args.vocab, device=args.device, dtype=args.dtype,
         weights_dir=opt(args.weights_dir), weights=opt(args.weights), model_dir=opt(args.model_dir),

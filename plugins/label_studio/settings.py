@@ -12,7 +12,8 @@ from typing import Dict, Mapping, Optional, Tuple
 from ovsam_core import PredictorOptions, PrelabelDefaults, dataclass_from_env, dataclass_to_env, env_table
 
 
-def _hosts(v: str) -> Tuple[str, ...]:
+def parse_hosts(v: str) -> Tuple[str, ...]:
+    """``"a.example, B.example:8080"`` (commas or semicolons) -> lower-case host names."""
     return tuple(h.strip().lower() for h in v.replace(";", ",").split(",") if h.strip())
 
 
@@ -112,7 +113,7 @@ _ENV = env_table(
             "BASIC_AUTH_PASS": "basic_auth_pass"},
     after={"OVSAM_LS_DATA_DIR": "model_dir", "ML_TIMEOUT_PREDICT": "ml_timeout"},
     skip=("label_studio_url", "api_key", "basic_auth_user", "basic_auth_pass", "ml_timeout", "extra"),
-    parsers={"allowed_hosts": _hosts})
+    parsers={"allowed_hosts": parse_hosts})
 
 
 def settings_from_env(env: Optional[Mapping[str, str]] = None, **overrides) -> Settings:
