@@ -65,12 +65,14 @@ from .labelbook import LabelBook, ObjectRecord, features_table
 from .labelexport import export_all, read_coco, to_coco
 from .annotator import Annotator, AnnotatorSettings
 from .relative import (crop_in_pixels, pixels_to_relative, prompt_from_relative, prompt_result_box,
-                       relative_box_pixels, relative_iou, relative_mask)
-from .rates import detection_rates, label_accuracy, same_label
+                       relative_box_pixels, relative_iou, relative_mask, paired_ious)
+from .rates import detection_rates, label_accuracy, match_rates, same_label
 from .classnames import labels_from_classes, labels_from_names, written_names
 from .objectfields import object_fields
-from .labelruns import (RunOutcome, entry_of, prelabel_settings, recorded_run, run_summary, same_run,
-                        with_entry)
+from .labelruns import (RunOutcome, check_output_field, entry_of, prelabel_settings, recorded_run, run_summary,
+                        same_run, with_entry)
+from .hostinstall import install_files, record_model_download, require_package
+from .keywords import check_recognition_options, dataclass_from_mapping
 from .shared import shared_predictor
 from .vocab_source import (VocabInput, embedded_source, vocabulary_from_record, vocabulary_record, vocabulary_size,
                            vocabulary_source)
@@ -111,6 +113,9 @@ __all__ = [
     "crop_in_pixels", "pixels_to_relative", "prompt_from_relative", "prompt_result_box", "relative_box_pixels",
     "relative_iou", "relative_mask", "detection_rates", "label_accuracy", "same_label",
     "labels_from_classes", "labels_from_names", "written_names", "shared_predictor", "object_fields",
-    "RunOutcome", "entry_of", "prelabel_settings", "recorded_run", "run_summary", "same_run", "with_entry",
+    "RunOutcome", "check_output_field", "entry_of", "prelabel_settings", "recorded_run", "run_summary", "same_run",
+    "with_entry",
+    "install_files", "record_model_download", "require_package", "check_recognition_options",
+    "dataclass_from_mapping", "match_rates", "paired_ious",
     "VocabInput", "embedded_source", "vocabulary_from_record", "vocabulary_record", "vocabulary_size", "vocabulary_source",
 ]

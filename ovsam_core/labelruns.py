@@ -40,6 +40,16 @@ def prelabel_settings(labels: Optional[Sequence[Any]], mode: Optional[str] = Non
     return settings
 
 
+def check_output_field(name: Any, source: Optional[str] = None, role: str = "prompt") -> str:
+    """``name`` of a run's output field, or ``ValueError``: not a non-empty string, or the same
+    as the run's ``source`` field (the ``role`` field it reads)."""
+    if not name or not isinstance(name, str):
+        raise ValueError(f"give an output field name, got {name!r}")
+    if name == source:
+        raise ValueError(f"the output field {name!r} is the {role} field; choose another name")
+    return name
+
+
 def same_run(old: Optional[Mapping[str, Any]], run: Mapping[str, Any]) -> bool:
     """Whether the recorded run ``old`` had the settings of ``run`` (every key of ``run``)."""
     old = old or {}

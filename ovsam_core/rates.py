@@ -1,6 +1,7 @@
 """The numbers a host reports after matching predictions with ground truth.
 
-:func:`detection_rates`: precision, recall and F-score from true/false positives and misses;
+:func:`detection_rates`: precision, recall and F-score from true/false positives and misses
+(:func:`match_rates`: the same from class-agnostic matches);
 :func:`label_accuracy`: top-1 accuracy of predicted names against true names (compared
 case-insensitively, ``_`` read as a space), overall and per true class.
 """
@@ -15,6 +16,15 @@ def detection_rates(tp: int, fp: int, fn: int) -> Dict[str, Any]:
     r = tp / (tp + fn) if tp + fn else 0.0
     return {"tp": int(tp), "fp": int(fp), "fn": int(fn), "precision": p, "recall": r,
             "fscore": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def match_rates(matched: Iterable[Optional[float]], truths: int) -> Dict[str, Any]:
+    """:func:`detection_rates` of one-to-one matching: ``matched`` holds one entry per prediction
+    (the IoU of its match, None when unmatched); ``truths`` ground-truth objects, each match
+    finds one."""
+    m = list(matched)
+    tp = sum(v is not None for v in m)
+    return detection_rates(tp, len(m) - tp, truths - tp)
 
 
 def same_label(a: Optional[str], b: Optional[str]) -> bool:

@@ -10,7 +10,7 @@ the IoU of two such detections, and the box a host shows for a prompt's result.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Any, Hashable, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -57,6 +57,13 @@ def relative_iou(a_box: RelBox, a_crop, b_box: RelBox, b_crop, width: int, heigh
     ax, ay, am = crop_in_pixels(a_box, a_crop, width, height)
     bx, by, bm = crop_in_pixels(b_box, b_crop, width, height)
     return crop_iou(am, (ay, ax), bm, (by, bx))
+
+
+def paired_ious(predictions: Iterable[Tuple[Hashable, RelBox, Any]], truths: Mapping[Hashable, Tuple[RelBox, Any]],
+                width: int, height: int) -> List[float]:
+    """IoU of each prediction ``(truth id, box, crop)`` with the ground truth ``truths[id] = (box,
+    crop)`` it was prompted by (:func:`relative_iou`); predictions without that truth are left out."""
+    return [relative_iou(box, crop, *truths[key], width, height) for key, box, crop in predictions if key in truths]
 
 
 def prompt_from_relative(width: int, height: int, box: Optional[RelBox] = None,

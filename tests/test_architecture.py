@@ -15,7 +15,7 @@ MAX_MODULE_LINES = 400
 #: the goal of issue 13 (not met yet: see ADAPTER_CEILING)
 ADAPTER_GOAL = 1200
 #: measured now; an adapter must not grow back (lower these as logic moves to the core)
-ADAPTER_CEILING = {"label_studio": 1863, "fiftyone": 1240, "napari": 1131}
+ADAPTER_CEILING = {"label_studio": 1863, "fiftyone": 1200, "napari": 1131}
 HOSTS = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "fiftyone", "flask", "werkzeug",
          "gunicorn", "label_studio", "label_studio_sdk")
 
@@ -42,7 +42,7 @@ def test_adapter_does_not_grow(adapter):
 
 #: adapters still over the goal: their goal test is a strict xfail, so it fails (XPASS) once an
 #: adapter reaches the goal; then take it out of this set. Each adapter is judged on its own.
-OVER_GOAL = {"label_studio", "fiftyone"}
+OVER_GOAL = {"label_studio"}
 
 
 @pytest.mark.parametrize("adapter", [

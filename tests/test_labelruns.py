@@ -71,3 +71,14 @@ def test_a_stopped_run_is_not_finished():
     records.clear()
     recorded_run([1], process, {}, records.append, key=lambda it: it, done=lambda k: False)
     assert records[-1]["finished"] is True
+
+
+def test_check_output_field_refuses_empty_names_and_the_source_field():
+    from ovsam_core import check_output_field
+
+    assert check_output_field("ovsam", "ground_truth") == "ovsam"
+    for bad in ("", None, 3):
+        with pytest.raises(ValueError, match="give an output field name"):
+            check_output_field(bad)
+    with pytest.raises(ValueError, match="'gt' is the classes field"):
+        check_output_field("gt", "gt", "classes")

@@ -20,3 +20,12 @@ def test_label_accuracy_per_class_and_normalised_names():
     assert per == {"cat": {"accuracy": 0.5, "count": 2}, "red circle": {"accuracy": 1.0, "count": 1}}
     assert mean == 0.75
     assert label_accuracy([]) == (0.0, 0.0, {}, 0)
+
+
+def test_match_rates_from_one_to_one_matches():
+    from ovsam_core import match_rates
+
+    r = match_rates([0.9, None, 0.6, None], truths=5)   # 2 matched predictions, 2 unmatched, 3 truths missed
+    assert (r["tp"], r["fp"], r["fn"]) == (2, 2, 3)
+    assert r["precision"] == pytest.approx(0.5) and r["recall"] == pytest.approx(0.4)
+    assert match_rates([], 0) == detection_rates(0, 0, 0)

@@ -59,3 +59,16 @@ def test_result_box_falls_back_to_the_prompt():
     assert prompt_result_box(box, None, 40, 30) == (10, 15, 30, 23)
     pts = prompt_from_relative(40, 30, points=[[0.1, 0.1], [0.999, 0.999]], labels=[0, 1])
     assert prompt_result_box(pts, None, 40, 30) == (39, 29, 40, 30)
+
+
+def test_paired_ious_match_each_prediction_with_its_prompting_truth():
+    from ovsam_core import paired_ious, relative_iou
+
+    w, h = 40, 20
+    truths = {"a": ([0.0, 0.0, 0.5, 0.5], None), "b": ([0.5, 0.5, 0.5, 0.5], None)}
+    preds = [("a", [0.0, 0.0, 0.25, 0.5], None), ("b", [0.5, 0.5, 0.5, 0.5], np.ones((3, 3), bool)),
+             ("gone", [0.0, 0.0, 1.0, 1.0], None)]
+    ious = paired_ious(preds, truths, w, h)
+    assert ious == pytest.approx([0.5, 1.0])
+    assert ious[0] == pytest.approx(relative_iou([0.0, 0.0, 0.25, 0.5], None, [0.0, 0.0, 0.5, 0.5], None, w, h))
+    assert paired_ious([], truths, w, h) == []

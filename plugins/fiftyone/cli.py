@@ -7,42 +7,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-class _UserError(ValueError):
-    """Printed by ``ovsam`` as ``ovsam: error: ...`` with exit status 2 (a ValueError)."""
-
-
-def _need_fiftyone():
-    try:
-        import fiftyone  # noqa: F401
-    except ImportError as e:
-        raise _UserError(f'FiftyOne is not installed: pip install "ovsam[fiftyone]" ({e})') from None
+from ovsam_core import require_package
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
-    _need_fiftyone()
-    from .install import InstallError, install_plugin, install_zoo_source
+    require_package("fiftyone", "fiftyone", "FiftyOne")
+    from .install import install_plugin, install_zoo_source
 
-    try:
-        out = install_plugin(args.plugins_dir, overwrite=args.force)
-        print(f"installed the @ovsam/ovsam plugin in {out}")
-        if args.zoo:
-            z = install_zoo_source(args.model_zoo_dir, overwrite=args.force)
-            print(f"installed the ovsam zoo models in {z} (foz.load_zoo_model('ovsam-lvis'))")
-    except InstallError as e:
-        raise _UserError(str(e)) from None
+    out = install_plugin(args.plugins_dir, overwrite=args.force)  # InstallError: a ValueError, printed by ovsam
+    print(f"installed the @ovsam/ovsam plugin in {out}")
+    if args.zoo:
+        z = install_zoo_source(args.model_zoo_dir, overwrite=args.force)
+        print(f"installed the ovsam zoo models in {z} (foz.load_zoo_model('ovsam-lvis'))")
     print("restart the FiftyOne App to see the operators (press ` and type 'ovsam')")
     return 0
 
 
 def _cmd_label(args: argparse.Namespace) -> int:
-    _need_fiftyone()
-    import fiftyone as fo
-
+    fo = require_package("fiftyone", "fiftyone", "FiftyOne")
     from .labeling import label_with_prompts
 
     if args.dataset not in fo.list_datasets():
-        raise _UserError(f"no FiftyOne dataset named {args.dataset!r} (fiftyone datasets list)")
+        raise ValueError(f"no FiftyOne dataset named {args.dataset!r} (fiftyone datasets list)")
     ds = fo.load_dataset(args.dataset)
     summary = label_with_prompts(
         ds, args.prompt_field, args.label_field, model=args.model, vocabulary=args.vocab, mode=args.mode,

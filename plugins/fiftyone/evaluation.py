@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ovsam_core import detection_rates, label_accuracy, relative_iou
+from ovsam_core import detection_rates, label_accuracy, match_rates, paired_ious
 
 from .store import dataset_name, field_kind, get_run, set_info
 
@@ -28,10 +28,8 @@ def _check_detections(samples, field: str, role: str) -> None:
 def _counts(samples, key: str, pred_field: str, gt_field: str, any_class: bool) -> Dict[str, Any]:
     if any_class:
         ious = [v for vs in samples.values(f"{pred_field}.detections.{key}_iou") for v in (vs or [])]
-        tp = sum(v is not None for v in ious)
-        counts = (tp, len(ious) - tp, samples.count(f"{gt_field}.detections") - tp)
-    else:
-        counts = tuple(int(samples.sum(f"{key}_{k}") or 0) for k in ("tp", "fp", "fn"))
+        return {"eval_key": key, **match_rates(ious, samples.count(f"{gt_field}.detections"))}
+    counts = (int(samples.sum(f"{key}_{k}") or 0) for k in ("tp", "fp", "fn"))
     return {"eval_key": key, **detection_rates(*counts)}
 
 
@@ -50,12 +48,9 @@ def paired_miou(samples, pred_field: str, gt_field: str) -> Tuple[float, int]:
         pred, gt = s[pred_field], s[gt_field]
         if pred is None or gt is None:
             continue
-        by_id = {str(d.id): d for d in gt.detections}
-        for d in pred.detections:
-            g = by_id.get(str(d["prompt_id"])) if d.has_field("prompt_id") else None
-            if g is not None:
-                ious.append(relative_iou(d.bounding_box, d.mask, g.bounding_box, g.mask, s.metadata.width,
-                                         s.metadata.height))
+        truths = {str(d.id): (d.bounding_box, d.mask) for d in gt.detections}
+        pairs = [(str(d["prompt_id"]), d.bounding_box, d.mask) for d in pred.detections if d.has_field("prompt_id")]
+        ious += paired_ious(pairs, truths, s.metadata.width, s.metadata.height)
     return (float(np.mean(ious)) if ious else 0.0), len(ious)
 
 

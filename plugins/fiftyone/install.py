@@ -9,9 +9,10 @@ apart) and the README. The optional zoo source goes to ``fo.config.model_zoo_dir
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Optional
+
+from ovsam_core import install_files
 
 HERE = Path(__file__).resolve().parent
 PLUGIN_NAME = "@ovsam/ovsam"
@@ -67,12 +68,8 @@ def install_zoo_source(model_zoo_dir=None, overwrite: bool = False) -> Path:
 
     if model_zoo_dir is not None:
         fo.config.model_zoo_dir = str(Path(model_zoo_dir).expanduser().resolve())
-    out = Path(fo.config.model_zoo_dir) / ZOO_SUBDIR
-    if out.exists():
-        if not overwrite:
-            raise InstallError(f"the ovsam zoo source is already installed at {out}; use --force to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    for f in ZOO_FILES:
-        shutil.copy2(HERE / "zoo" / f, out / f)
-    return out
+    try:
+        return install_files(HERE / "zoo", ZOO_FILES, Path(fo.config.model_zoo_dir) / ZOO_SUBDIR, overwrite=overwrite,
+                             what="the ovsam zoo source")
+    except OSError as e:  # exists (without overwrite) or a missing source file
+        raise InstallError(str(e)) from None

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Set
 
-from ovsam_core import (RunOutcome, labels_from_classes, load_image, prelabel, prelabel_settings, recorded_run,
-                        run_summary, same_run)
+from ovsam_core import (RunOutcome, check_output_field, labels_from_classes, load_image, prelabel, prelabel_settings,
+                        recorded_run, run_summary, same_run)
 
 from .auto import Classes, field_classes, to_detections
 from . import model as model_mod
@@ -23,7 +23,6 @@ from .store import field_kind, get_run, record_run, root
 from .vocab import VocabInput, describe, get_vocabulary, parse_vocabulary
 
 ProgressFn = Callable[[float, str], None]
-MAX_PROBLEMS = 20
 
 
 class LabelFieldExistsError(ValueError):
@@ -34,10 +33,7 @@ def existing_labels(samples, label_field: str, source_field: Optional[str], sour
     """Ids of the samples that already have ``label_field``; errors for a bad output field."""
     if samples.media_type != "image":
         raise ValueError(f"ovsam labels images; this collection holds {samples.media_type} samples")
-    if not label_field or not isinstance(label_field, str):
-        raise ValueError(f"give an output field name, got {label_field!r}")
-    if label_field == source_field:
-        raise ValueError(f"the output field {label_field!r} is the {source} field; choose another name")
+    check_output_field(label_field, source_field, source)
     kind = field_kind(root(samples), label_field)
     if kind is None:
         return set()
@@ -115,7 +111,7 @@ def label_with_prompts(samples, prompt_field: str, label_field: str = "ovsam", *
 
     outcome = _run(samples, label_field, run, one, existing if skip_existing else set(),
                    (Exception,) if skip_failures else (), progress)
-    return {**run_summary(outcome, problems, MAX_PROBLEMS), **counts, "label_field": label_field,
+    return {**run_summary(outcome, problems), **counts, "label_field": label_field,
             "vocabulary": run["vocabulary"], "model": run["model"]}
 
 
@@ -161,5 +157,5 @@ def label_everything(samples, label_field: str = "ovsam_auto", *, classes: Class
 
     outcome = _run(samples, label_field, run, one, set() if overwrite else existing, (OSError, ValueError), progress,
                    should_stop)
-    return {**run_summary(outcome, limit=MAX_PROBLEMS), "label_field": label_field, "classes": run["classes"],
+    return {**run_summary(outcome), "label_field": label_field, "classes": run["classes"],
             "mode": settings.mode}

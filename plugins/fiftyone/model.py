@@ -17,7 +17,7 @@ keyword), everything mode without classes; ``auto_mode``, ``points_per_side``, `
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -25,11 +25,12 @@ import numpy as np
 import fiftyone.core.labels as fol
 import fiftyone.core.models as fom
 
-from ovsam_core import (AutoSettings, LoadedImage, ObjectPrediction, Predictor, labels_from_classes, load_image,
-                        object_fields, prelabel, prelabel_settings, shared_predictor, written_names)
+from ovsam_core import (AutoSettings, LoadedImage, Predictor, check_recognition_options, dataclass_from_mapping,
+                        labels_from_classes, load_image, object_fields, prelabel, prelabel_settings, shared_predictor,
+                        written_names)
 
 from .auto import field_classes, to_detections
-from .prompts import PromptSource, label_to_prompts
+from .prompts import sample_prompts
 from .vocab import parse_vocabulary
 
 #: ``apply_model`` keyword arguments naming prompt fields.
@@ -75,12 +76,8 @@ class OVSAMModelConfig:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "OVSAMModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise TypeError(f"unknown OVSAMModel option(s) {', '.join(unknown)}; "
-                            f"accepted: {', '.join(sorted(known))}")
-        return cls(**d)
+        """The config of options ``d``; ``TypeError`` names unknown options and lists the accepted ones."""
+        return dataclass_from_mapping(cls, d, "OVSAMModel")
 
 
 class OVSAMModel(fom.Model, fom.SamplesMixin):
@@ -100,10 +97,7 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
             config = OVSAMModelConfig.from_dict({**config, **kwargs})
         elif kwargs:
             raise TypeError("give either a config or keyword options, not both")
-        if config.mode not in (None, "head", "fused"):
-            raise ValueError(f"unknown mode {config.mode!r}; choose head or fused")
-        if int(config.top_k) < 1:
-            raise ValueError(f"top_k must be >= 1, got {config.top_k}")
+        check_recognition_options(config.mode, config.top_k)
         self.config = config
         self.vocabulary = parse_vocabulary(config.vocabulary)
         self._predictor = predictor
@@ -177,20 +171,15 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
         if not isinstance(image, (np.ndarray, LoadedImage)):
             image = load_image(image)
         h, w = (image.height, image.width) if isinstance(image, LoadedImage) else image.shape[:2]
-        prompts, sources, problems = [], [], []
-        for f in fields_:
-            value = sample[f] if sample.has_field(f) else None
-            p, s, pr = label_to_prompts(value, f, w, h, self.config.point_labels_attr)
-            prompts += p
-            sources += s
-            problems += pr
+        prompts, sources, problems = sample_prompts(sample, fields_, w, h, self.config.point_labels_attr)
         stats = {"prompts": len(prompts), "objects": 0, "problems": problems}
         if not prompts:
             return None, stats
         pred = self.predictor.predict(image, prompts, self.vocabulary, top_k=int(self.config.top_k),
                                       mode=self.config.mode)
         names, display = self.class_names()
-        dets = [self._detection(o, src, w, h, names, display) for o, src in zip(pred.objects, sources)]
+        dets = [fol.Detection(**object_fields(o, w, h, names, display), **src.attributes())
+                for o, src in zip(pred.objects, sources)]
         stats["objects"] = len(dets)
         return fol.Detections(detections=dets), stats
 
@@ -207,9 +196,3 @@ class OVSAMModel(fom.Model, fom.SamplesMixin):
                                                    min_score=c.min_score)
         labels, settings = self._auto
         return to_detections(prelabel(self.predictor, image, settings, labels, vocabulary=self.vocabulary))
-
-    def _detection(self, o: ObjectPrediction, src: PromptSource, w: int, h: int,
-                   names: List[str], display: Dict[str, str]) -> fol.Detection:
-        source = {"prompt_type": src.kind, "prompt_label": src.label, "prompt_id": src.id}
-        return fol.Detection(**object_fields(o, w, h, names, display),
-                             **{k: v for k, v in source.items() if v is not None})

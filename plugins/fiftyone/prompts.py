@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ovsam_core import Prompt, PromptError, prompt_from_relative
 
@@ -33,6 +33,11 @@ class PromptSource:
     id: Optional[str]
     label: Optional[str]
     kind: str
+
+    def attributes(self) -> Dict[str, str]:
+        """The ``prompt_type`` / ``prompt_label`` / ``prompt_id`` attributes of its detection (None left out)."""
+        values = {"prompt_type": self.kind, "prompt_label": self.label, "prompt_id": self.id}
+        return {k: v for k, v in values.items() if v is not None}
 
 
 def prompt_candidates(samples) -> List[str]:
@@ -89,28 +94,30 @@ def _point_labels(kp, attr: str) -> Optional[List[int]]:
     return None
 
 
-def label_to_prompts(value, field: str, width: int, height: int,
-                     point_labels_attr: str = "point_labels") -> Tuple[List[Prompt], List[PromptSource], List[str]]:
-    """The prompts of one sample's prompt label, in pixels of a ``width`` x ``height`` image.
+def sample_prompts(sample, fields: Sequence[str], width: int, height: int, point_labels_attr: str = "point_labels"
+                   ) -> Tuple[List[Prompt], List[PromptSource], List[str]]:
+    """The prompts of one sample's prompt fields, in pixels of a ``width`` x ``height`` image.
 
     Returns:
         ``(prompts, sources, problems)``; each prompt is validated against the image, and
         unusable items (an empty box, a box outside the image, no positive point, ...) are left
-        out with one line in ``problems``.
+        out with one line in ``problems``. A sample without the field has no prompts.
     """
-    kind = label_kind(value, field)
     prompts: List[Prompt] = []
     sources: List[PromptSource] = []
     problems: List[str] = []
-    for item in _items(value) if kind else []:
-        try:
-            if kind == "box":
-                prompts.append(prompt_from_relative(width, height, box=item.bounding_box or ()))
-            else:
-                prompts.append(prompt_from_relative(width, height, points=item.points or [],
-                                                    labels=_point_labels(item, point_labels_attr)))
-            sources.append(PromptSource(str(item.id) if item.id is not None else None,
-                                        getattr(item, "label", None), kind))
-        except (PromptError, TypeError, ValueError) as e:
-            problems.append(f"{field} {getattr(item, 'id', '?')}: {e}")
+    for field in fields:
+        value = sample[field] if sample.has_field(field) else None
+        kind = label_kind(value, field)
+        for item in _items(value) if kind else []:
+            try:
+                if kind == "box":
+                    prompts.append(prompt_from_relative(width, height, box=item.bounding_box or ()))
+                else:
+                    prompts.append(prompt_from_relative(width, height, points=item.points or [],
+                                                        labels=_point_labels(item, point_labels_attr)))
+                sources.append(PromptSource(str(item.id) if item.id is not None else None,
+                                            getattr(item, "label", None), kind))
+            except (PromptError, TypeError, ValueError) as e:
+                problems.append(f"{field} {getattr(item, 'id', '?')}: {e}")
     return prompts, sources, problems

@@ -40,7 +40,7 @@ def test_readme_snippets_run_as_written(fo, installed, make_dataset, predictor, 
 
     asked = []
     monkeypatch.setattr(model_mod, "get_predictor", lambda name="ovsam-lvis", **kw: asked.append(name) or predictor)
-    monkeypatch.setattr("ovsam_core.download_model", lambda spec, *a, **k: {})  # the zoo's weight fetch
+    monkeypatch.setattr("ovsam_core.weights.hub.download_model", lambda spec, *a, **k: {})  # the zoo's weight fetch
     if "my-dataset" in fo.list_datasets():
         fo.load_dataset("my-dataset").delete()
     ds = make_dataset().clone("my-dataset")

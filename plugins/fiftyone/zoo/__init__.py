@@ -10,17 +10,13 @@ Installed into ``fo.config.model_zoo_dir`` by ``ovsam fiftyone install --zoo`` (
 FiftyOne imports this file under a name of its own: absolute imports only. The weights live in
 ovsam's cache (``ovsam models``); the zoo folder only keeps a small record per model.
 """
-import json
 
 
 def download_model(model_name, model_path):
     """Fetches and verifies the model's weights into ovsam's cache; records them at ``model_path``."""
-    from ovsam_core import download_model as fetch, get_model_spec
+    from ovsam_core import record_model_download
 
-    spec = get_model_spec(model_name)
-    files = fetch(spec) if spec.files else {}
-    with open(model_path, "w", encoding="utf-8") as f:
-        json.dump({"model": model_name, "files": {k: str(v) for k, v in files.items()}}, f, indent=1)
+    record_model_download(model_name, model_path)
 
 
 def load_model(model_name, model_path, **kwargs):
