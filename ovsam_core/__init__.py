@@ -38,43 +38,43 @@ from .vocabulary import (TextClassifier, VocabularyError, load_vocabulary, load_
                          is_preset, looks_like_path, parse_vocabulary_text, save_vocabulary_bundle, vocabulary_to_text)
 from .predictor import ObjectPrediction, Prediction, Predictor, resolve_device
 from .results import mask_to_rle, prediction_to_json, render_overlay, rle_to_mask
-from .fetch import (ImageTooLargeError, UnsafeSourceError, check_image_pixels, decode_data_url,
+from .hosts.fetch import (ImageTooLargeError, UnsafeSourceError, check_image_pixels, decode_data_url,
                     image_header_size, is_public_address, load_image_limited, safe_join)
-from .tiling import Region, plan_region
-from .labelmap import HostLabel, LabelMapper, normalise
-from .fewshot import PrototypeSet, PrototypeStore, blend_probabilities, region_descriptor
+from .hosts.tiling import Region, plan_region
+from .hosts.labelmap import HostLabel, LabelMapper, normalise
+from .hosts.fewshot import PrototypeSet, PrototypeStore, blend_probabilities, region_descriptor
 from .automatic import AutoObject, AutoResult, Cancelled, EverythingOptions
-from .prelabel import (AUTO_MODES, AutoSettings, LabeledObject, PrelabelResult, coco_annotations, instance_image,
+from .hosts.prelabel import (AUTO_MODES, AutoSettings, LabeledObject, PrelabelResult, coco_annotations, instance_image,
                        label_queries, prelabel)
-from .jobs import BatchReport, Journal, run_batch
-from .serving import (BytesLRU, ImageCache, JobQueue, LazyModel, Metrics, ProjectOptions, parse_bool, rss_bytes,
+from .hosts.jobs import BatchReport, Journal, run_batch
+from .hosts.serving import (BytesLRU, ImageCache, JobQueue, LazyModel, Metrics, ProjectOptions, parse_bool, rss_bytes,
                       dataclass_from_env, dataclass_to_env, env_table, json_object, overrun_note)
-from .labelchoice import choose_label
-from .safe_download import (DownloadError, RefusedSource, check_public, data_url_bytes, host_port, read_capped_file,
+from .hosts.labelchoice import choose_label
+from .hosts.safe_download import (DownloadError, RefusedSource, check_public, data_url_bytes, host_port, read_capped_file,
                             safe_download)
-from .labelprompts import (LabelledRegion, PromptObject, PrototypeCache, label_mapper, label_prompts,
+from .hosts.labelprompts import (LabelledRegion, PromptObject, PrototypeCache, label_mapper, label_prompts,
                            region_prototypes)
-from .serviceoptions import PredictorOptions, PrelabelDefaults
-from .hostprompts import click_prompt, clip_point, mask_prompt, rotated_box_bounds
+from .hosts.serviceoptions import PredictorOptions, PrelabelDefaults
+from .hosts.hostprompts import click_prompt, clip_point, mask_prompt, rotated_box_bounds
 from .masks import (MaskPolygons, crop_iou, crop_to_rle, mask_box, mask_to_polygons, polygon_to_mask,
                     resize_nearest, tight_crop)
-from .labelvolume import ChunkedLabels, new_labels, pyramid
-from .planesource import ImageChannel, ImageSource
-from .planeprompts import Preview, PromptSet
-from .labelbook import LabelBook, ObjectRecord, features_table
-from .labelexport import export_all, read_coco, to_coco
-from .annotator import Annotator, AnnotatorSettings
-from .relative import (crop_in_pixels, pixels_to_relative, prompt_from_relative, prompt_result_box,
+from .hosts.labelvolume import ChunkedLabels, new_labels, pyramid
+from .hosts.planesource import ImageChannel, ImageSource
+from .hosts.planeprompts import Preview, PromptSet
+from .hosts.labelbook import LabelBook, ObjectRecord, features_table
+from .hosts.labelexport import export_all, read_coco, to_coco
+from .hosts.annotator import Annotator, AnnotatorSettings
+from .hosts.relative import (crop_in_pixels, pixels_to_relative, prompt_from_relative, prompt_result_box,
                        relative_box_pixels, relative_iou, relative_mask, paired_ious)
-from .rates import detection_rates, label_accuracy, match_rates, same_label
-from .classnames import labels_from_classes, labels_from_names, written_names
-from .objectfields import object_fields
-from .labelruns import (RunOutcome, check_output_field, entry_of, prelabel_settings, recorded_run, run_summary,
+from .hosts.rates import detection_rates, label_accuracy, match_rates, same_label
+from .hosts.classnames import labels_from_classes, labels_from_names, written_names
+from .hosts.objectfields import object_fields
+from .hosts.labelruns import (RunOutcome, check_output_field, entry_of, prelabel_settings, recorded_run, run_summary,
                         same_run, with_entry)
-from .hostinstall import install_files, record_model_download, require_package
-from .keywords import check_recognition_options, dataclass_from_mapping
-from .shared import shared_predictor
-from .vocab_source import (VocabInput, embedded_source, vocabulary_from_record, vocabulary_record, vocabulary_size,
+from .hosts.hostinstall import install_files, record_model_download, require_package
+from .hosts.keywords import check_recognition_options, dataclass_from_mapping
+from .hosts.shared import shared_predictor
+from .hosts.vocab_source import (VocabInput, embedded_source, vocabulary_from_record, vocabulary_record, vocabulary_size,
                            vocabulary_source)
 
 __all__ = [

@@ -123,7 +123,7 @@ def parse_shard(text: Optional[str], env: Dict[str, str] = os.environ) -> Tuple[
 def read_journal(path: Path) -> Dict[int, Dict[str, Any]]:
     """The finished images of a shard's journal by image id (a torn last line is ignored, so
     that image is done again)."""
-    from .jobs import Journal
+    from .hosts.jobs import Journal
 
     return {int(k): v for k, v in Journal(path, key="image_id").records().items()}
 
@@ -161,8 +161,8 @@ def cmd_label(args: argparse.Namespace) -> int:
     """``ovsam label``: see the module doc."""
     from .cli import UserError, _predictor
     from .images import ImageError, load_image
-    from .jobs import Journal, run_batch
-    from .prelabel import coco_annotations, from_auto
+    from .hosts.jobs import Journal, run_batch
+    from .hosts.prelabel import coco_annotations, from_auto
 
     if not wants_auto(args):
         raise UserError("choose what to label: --everything, or --find NAME (repeatable)")

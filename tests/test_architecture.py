@@ -125,3 +125,18 @@ def test_core_never_imports_a_host():
         mods, _ = _imports(p, "ovsam_core")
         bad += [f"{p.relative_to(ROOT)}: {m}" for m in mods if m and m.split(".")[0] in HOSTS]
     assert not bad, bad
+
+
+def test_every_package_folder_is_installed():
+    """pyproject lists packages explicitly: a new sub-package missing there would be left out of
+    a non-editable install (wheel) although every test passes in the checkout."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "ovsam_core").rglob("__init__.py")}
+    found |= {"ovsam_plugins" + "".join("." + x for x in p.parent.relative_to(PLUGINS).parts)
+              for p in PLUGINS.rglob("__init__.py")}
+    assert found - listed == set(), f"add to [tool.setuptools] packages: {sorted(found - listed)}"

@@ -1,4 +1,4 @@
-"""Written class names and host labels from names (`ovsam_core.classnames`), shared predictors (`ovsam_core.shared`)."""
+"""Written class names and host labels from names (`ovsam_core.hosts.classnames`), shared predictors (`ovsam_core.hosts.shared`)."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""ovsam_core.fewshot: prototypes (store, similarities) and blending with text probabilities."""
+"""ovsam_core.hosts.fewshot: prototypes (store, similarities) and blending with text probabilities."""
 import numpy as np
 import pytest
 

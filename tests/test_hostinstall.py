@@ -1,4 +1,4 @@
-"""Installing into a host (`ovsam_core.hostinstall`) and keyword options (`ovsam_core.keywords`)."""
+"""Installing into a host (`ovsam_core.hosts.hostinstall`) and keyword options (`ovsam_core.hosts.keywords`)."""
 from __future__ import annotations
 
 import json

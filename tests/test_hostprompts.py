@@ -1,4 +1,4 @@
-"""ovsam_core.hostprompts: rotated boxes, clicks and drawn masks -> prompts (pixels)."""
+"""ovsam_core.hosts.hostprompts: rotated boxes, clicks and drawn masks -> prompts (pixels)."""
 from __future__ import annotations
 
 import numpy as np

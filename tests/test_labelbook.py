@@ -1,4 +1,4 @@
-"""Label bookkeeping in the core (``ovsam_core.labelbook``, ``planeprompts``, ``planesource``,
+"""Label bookkeeping in the core (``ovsam_core.hosts.labelbook``, ``planeprompts``, ``planesource``,
 ``labelexport``): masks painted as one undo step, skipping what is labelled already, strided
 masks upsampled tile by tile, the features table, COCO round trip. No model, no host."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ovsam_core.labelmap: vocabulary classes -> a host's labels."""
+"""ovsam_core.hosts.labelmap: vocabulary classes -> a host's labels."""
 import numpy as np
 
 from ovsam_core import HostLabel, LabelMapper, normalise

@@ -1,4 +1,4 @@
-"""ovsam_core.labelprompts: prompts -> objects named with a host's labels per output, the
+"""ovsam_core.hosts.labelprompts: prompts -> objects named with a host's labels per output, the
 prototype cache, and the prototypes of labelled regions (trained ``ovsam-shapes`` model)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Labelling runs (`ovsam_core.labelruns`): default settings, run records, resume checks, summaries."""
+"""Labelling runs (`ovsam_core.hosts.labelruns`): default settings, run records, resume checks, summaries."""
 from __future__ import annotations
 
 import pytest

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ovsam_core.labelvolume import ChunkedLabels, LabelsWindow, StridedLabels, pyramid
+from ovsam_core.hosts.labelvolume import ChunkedLabels, LabelsWindow, StridedLabels, pyramid
 
 
 def test_matches_numpy_for_random_writes_and_reads():

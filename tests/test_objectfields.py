@@ -1,4 +1,4 @@
-"""Detection fields of result objects (`ovsam_core.objectfields`): relative boxes, cropped masks, names by index."""
+"""Detection fields of result objects (`ovsam_core.hosts.objectfields`): relative boxes, cropped masks, names by index."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,5 @@
-"""Core pre-labelling for hosts (`ovsam_core.prelabel`) with the trained `ovsam-shapes` on held-out
-synthetic scenes, and the batch/resume bookkeeping (`ovsam_core.jobs`)."""
+"""Core pre-labelling for hosts (`ovsam_core.hosts.prelabel`) with the trained `ovsam-shapes` on held-out
+synthetic scenes, and the batch/resume bookkeeping (`ovsam_core.hosts.jobs`)."""
 from __future__ import annotations
 
 import json

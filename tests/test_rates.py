@@ -1,4 +1,4 @@
-"""Precision/recall/F-score and label accuracy (`ovsam_core.rates`)."""
+"""Precision/recall/F-score and label accuracy (`ovsam_core.hosts.rates`)."""
 from __future__ import annotations
 
 import pytest

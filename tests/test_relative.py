@@ -1,4 +1,4 @@
-"""Relative boxes/points/crops (as FiftyOne stores them) <-> the core's pixels (`ovsam_core.relative`)."""
+"""Relative boxes/points/crops (as FiftyOne stores them) <-> the core's pixels (`ovsam_core.hosts.relative`)."""
 from __future__ import annotations
 
 import math

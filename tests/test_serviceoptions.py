@@ -1,4 +1,4 @@
-"""ovsam_core.serviceoptions: shared model / pre-labelling settings a host's settings inherit."""
+"""ovsam_core.hosts.serviceoptions: shared model / pre-labelling settings a host's settings inherit."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields

@@ -1,4 +1,4 @@
-"""Unit tests of ovsam_core.serving (service building blocks) and ovsam_core.safe_download."""
+"""Unit tests of ovsam_core.hosts.serving (service building blocks) and ovsam_core.hosts.safe_download."""
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,4 @@
-"""ovsam_core.tiling: the region of interest embedded for a prompt of a large image."""
+"""ovsam_core.hosts.tiling: the region of interest embedded for a prompt of a large image."""
 from ovsam_core import Region, plan_region
 
 

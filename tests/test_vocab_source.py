@@ -1,4 +1,4 @@
-"""Vocabulary inputs and their JSON records (`ovsam_core.vocab_source`)."""
+"""Vocabulary inputs and their JSON records (`ovsam_core.hosts.vocab_source`)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,6 @@
 """Pre-labelling of a task without regions: the project's labels in, Label Studio regions out.
 
-Reads the task's images and the output controls' labels, calls :func:`ovsam_core.prelabel`
+Reads the task's images and the output controls' labels, calls :func:`ovsam_core.hosts.prelabel`
 (``find``: the project's labels as queries against the background vocabulary; ``everything``:
 the model's vocabulary mapped onto them) and writes each object in every output control whose
 labels hold it (brush RLE, polygons, rectangle), with its score.

@@ -153,7 +153,7 @@ class ImageFetcher:
         return f"Bearer {access}"
 
     def _http(self, url: str, presign: bool = False) -> bytes:
-        """:func:`ovsam_core.safe_download`: Label Studio's host and allowed hosts only, credentials
+        """:func:`ovsam_core.hosts.safe_download`: Label Studio's host and allowed hosts only, credentials
         to Label Studio only, presigned cloud URLs to public https addresses."""
         def auth(u: str, retry: bool) -> Optional[str]:
             return self._auth_header(force_refresh=retry) if self._is_ls(u) else None

@@ -1,7 +1,7 @@
 """Learning from annotations (Label Studio webhooks and ``/train``): prototypes of labelled regions.
 
 A mixin of :class:`~.backend.Backend`: on ``ANNOTATION_CREATED/UPDATED`` the regions of the
-annotation become prototypes (:mod:`ovsam_core.fewshot`) of their labels, in a background
+annotation become prototypes (:mod:`ovsam_core.hosts.fewshot`) of their labels, in a background
 thread (Label Studio waits 1 s at most for a webhook).
 """
 from __future__ import annotations

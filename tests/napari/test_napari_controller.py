@@ -10,7 +10,7 @@ import pytest
 from ovsam_core import EmbeddingMismatchError, Prompt, load_image
 from ovsam_core import Annotator as Controller, ChunkedLabels, ImageChannel as Channel, ImageSource, PromptSet, Region
 from ovsam_core import new_labels, read_coco
-from ovsam_core.labelexport import read_csv
+from ovsam_core.hosts.labelexport import read_csv
 from ovsam_plugins.napari.layers import prompts_from_layers
 
 VOCAB = ["cell", "nucleus", "square", "disc", "triangle", "sky"]  # as in conftest.py

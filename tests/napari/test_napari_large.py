@@ -106,7 +106,7 @@ def test_coco_of_a_20k_object_is_encoded_without_a_dense_mask(settings, predicto
     from pycocotools import mask as mask_utils
 
     from ovsam_core import Preview, Region
-    from ovsam_core.labelexport import write_csv
+    from ovsam_core.hosts.labelexport import write_csv
 
     ctl = Controller(settings, predictor=predictor)
     ctl.set_image(ImageSource.from_array(da.zeros((SIDE, SIDE), dtype=np.uint16, chunks=4096), contrast_limits=(0, 1)))

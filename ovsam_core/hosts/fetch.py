@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Tuple
 from urllib.parse import unquote
 
-from .images import ImageError, LoadedImage, load_image
+from ..images import ImageError, LoadedImage, load_image
 
 #: Default pixel limit of services (100 M pixels, e.g. 10,000 x 10,000).
 DEFAULT_MAX_PIXELS = 100_000_000

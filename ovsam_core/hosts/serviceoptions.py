@@ -41,8 +41,8 @@ class PredictorOptions:
         """``ValueError`` now (at start, not in every worker later) for an unknown model or a
         vocabulary that is neither a preset nor an existing file / folder (a mistyped path is
         not a class name)."""
-        from .vocabulary import parse_vocabulary_text
-        from .weights.registry import get_model_spec
+        from ..vocabulary import parse_vocabulary_text
+        from ..weights.registry import get_model_spec
 
         get_model_spec(self.model)
         if self.vocab:
@@ -50,7 +50,7 @@ class PredictorOptions:
 
     def load_predictor(self):
         """A new :class:`ovsam_core.Predictor` with these options (no progress bars)."""
-        from .predictor import Predictor
+        from ..predictor import Predictor
 
         return Predictor(self.model, weights_dir=self.weights_dir, weights=self.weights, device=self.device,
                          dtype=self.dtype, cache_bytes=self.cache_bytes, download=self.download, progress=False)
@@ -58,7 +58,7 @@ class PredictorOptions:
 
 @dataclass(frozen=True)
 class PrelabelDefaults:
-    """Pre-labelling of images without prompts (:func:`ovsam_core.prelabel`).
+    """Pre-labelling of images without prompts (:func:`ovsam_core.hosts.prelabel`).
 
     Attributes:
         auto: ``find`` (the host's labels are searched for), ``everything`` or ``off``.

@@ -13,7 +13,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .text import split_label
+from ..text import split_label
 
 
 def normalise(text: str) -> List[str]:

@@ -1,9 +1,9 @@
 """Label bookkeeping shared by every host that paints objects into a label volume.
 
-:class:`LabelBook` holds a label volume (numpy, zarr or :class:`~ovsam_core.labelvolume.ChunkedLabels`)
+:class:`LabelBook` holds a label volume (numpy, zarr or :class:`~ovsam_core.hosts.labelvolume.ChunkedLabels`)
 and one :class:`ObjectRecord` per object (class name, score, the model's suggestion, top-k,
 box, plane, the prompt or grid point that produced it). :meth:`LabelBook.commit` paints masks
-(:class:`~ovsam_core.planeprompts.Preview`) tile by tile with new ids as ONE undo step (one
+(:class:`~ovsam_core.hosts.planeprompts.Preview`) tile by tile with new ids as ONE undo step (one
 clicked object, or every object of a pre-labelling run); :meth:`LabelBook.undo` gives the
 pixels their previous values back. :func:`features_table` is the per-object table a viewer shows
 (napari's Labels ``features``). Coordinates: plane pixels (row, col) of the volume's last two axes.
@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 from .labelvolume import max_label, plane_bbox, write_block
-from .masks import mask_box
+from ..masks import mask_box
 from .planeprompts import Preview
 
 @dataclass(frozen=True)

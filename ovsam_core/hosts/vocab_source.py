@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from .text.vocab_data import Vocabulary
-from .vocabulary import (VocabularyError, is_preset, load_vocabulary, load_vocabulary_bundle,
+from ..text.vocab_data import Vocabulary
+from ..vocabulary import (VocabularyError, is_preset, load_vocabulary, load_vocabulary_bundle,
                          parse_vocabulary_text)
 
 VocabInput = Union[None, str, "os.PathLike[str]", Sequence[str], Vocabulary]

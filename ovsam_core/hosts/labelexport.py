@@ -2,7 +2,7 @@
 and COCO JSON (written by any host; napari's "Export" button).
 
 * ``<name>_labels.tif``: the label volume (int32, zlib-compressed; tiled and written chunk by
-  chunk for :class:`~ovsam_core.labelvolume.ChunkedLabels`, so a 20k x 20k volume never becomes dense;
+  chunk for :class:`~ovsam_core.hosts.labelvolume.ChunkedLabels`, so a 20k x 20k volume never becomes dense;
   BigTIFF when it could exceed 4 GB).
 * ``<name>_classes.csv``: one row per object: label id, class name, score, the model's
   suggestion, how the class was chosen, area, box, plane and top-k (JSON).
@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from .labelvolume import ChunkedLabels, plane_bbox
-from .masks import crop_to_rle
+from ..masks import crop_to_rle
 
 FORMAT = "ovsam-napari-coco-v1"   # kept: files written before the move to the core read back
 TILE = 512     # TIFF tiles and label reads
@@ -86,7 +86,7 @@ def to_coco(labels, objects: Mapping[int, Any], src) -> Dict[str, Any]:
 
 def read_coco(path: Union[str, Path]) -> List[Dict[str, Any]]:
     """Objects of a COCO file: ``{"class_name", "mask" (H, W bool), "plane", "label", "bbox"}``."""
-    from .results import rle_to_mask
+    from ..results import rle_to_mask
 
     doc = json.loads(Path(path).read_text("utf-8"))
     cats = {c["id"]: c["name"] for c in doc["categories"]}

@@ -57,8 +57,8 @@ def record_model_download(model: str, path) -> Dict[str, str]:
     """Download and verify a registered model's files into ovsam's cache and write a JSON record
     ``{"model", "files": {role: cached path}}`` to ``path`` (a host zoo's model file); returns
     the files."""
-    from .weights.hub import download_model
-    from .weights.registry import get_model_spec
+    from ..weights.hub import download_model
+    from ..weights.registry import get_model_spec
 
     spec = get_model_spec(model)
     files = {k: str(v) for k, v in (download_model(spec) if spec.files else {}).items()}

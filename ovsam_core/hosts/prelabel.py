@@ -7,7 +7,7 @@ me every object whose name is one of *my* labels". This module is that call, onc
   points per side, minimum score, ...), parsed from a host's string settings with errors that
   say which key and which values are valid.
 * :func:`prelabel`: runs the core's prompt-free modes (:mod:`ovsam_core.automatic`) and maps
-  each object onto the host's labels (:class:`~ovsam_core.labelmap.HostLabel`):
+  each object onto the host's labels (:class:`~ovsam_core.hosts.labelmap.HostLabel`):
 
   - ``find``: the host's labels are the queries (each label's text and synonyms), competing
     against a background vocabulary (default: the model's own), so a label only wins masks that
@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 import numpy as np
 
-from .automatic import AutoObject, AutoResult, EverythingOptions, Progress
+from ..automatic import AutoObject, AutoResult, EverythingOptions, Progress
 from .labelmap import HostLabel, LabelMapper, normalise
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .predictor import Predictor
-    from .vocabulary import VocabSource
+    from ..predictor import Predictor
+    from ..vocabulary import VocabSource
 
 AUTO_MODES = ("off", "find", "everything")
 
@@ -233,7 +233,7 @@ def as_host_labels(labels: Optional[Sequence[Any]]) -> Optional[List[HostLabel]]
 
 
 def _crop_image(image, region: Sequence[int]):
-    from .images import LoadedImage, load_image
+    from ..images import LoadedImage, load_image
 
     img = image if isinstance(image, LoadedImage) else load_image(image)
     x0, y0, x1, y1 = (int(v) for v in region)
@@ -319,7 +319,7 @@ def coco_annotations(result: PrelabelResult, image_id: int,
     """COCO *results* entries (RLE segmentation in the whole image, xywh box, score) of a
     :class:`PrelabelResult`; ``category_ids`` maps a label to its category id (a mapping, or a
     function of the object); a label missing from the mapping raises ``KeyError``."""
-    from .results import mask_to_rle
+    from ..results import mask_to_rle
 
     cat = category_ids if callable(category_ids) else (lambda o: category_ids[o.label])
 

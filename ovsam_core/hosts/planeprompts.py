@@ -3,7 +3,7 @@
 Coordinates: a viewer's data coordinates (row, col; napari's), a pixel's centre at integers.
 ovsam's prompts use (x, y) with a pixel's centre at +0.5, so ``x = col + 0.5`` and
 ``y = row + 0.5``. Masks are held at the resolution their region was read at
-(:class:`~ovsam_core.tiling.Region`), cropped to their box, and only upsampled tile by tile.
+(:class:`~ovsam_core.hosts.tiling.Region`), cropped to their box, and only upsampled tile by tile.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class PromptSet:
 
     def to_prompt(self, region: Region):
         """The :class:`ovsam_core.Prompt` in the pixels of the region as read."""
-        from .prompts import Prompt
+        from ..prompts import Prompt
 
         s = float(region.step)
         pts = tuple(((c + 0.5 - region.x0) / s, (r + 0.5 - region.y0) / s) for r, c, _ in self.points)

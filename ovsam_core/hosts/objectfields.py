@@ -14,7 +14,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from .prelabel import LabeledObject
-from .predictor import ObjectPrediction
+from ..predictor import ObjectPrediction
 from .relative import pixels_to_relative, prompt_result_box
 
 

@@ -5,7 +5,7 @@ give each object a label of the host's label set, separately for each *output* o
 Label Studio control, a FiftyOne field, a napari layer may each allow other labels). The text
 evidence comes from the labels themselves (their texts and synonyms embedded as the
 vocabulary) or from a large vocabulary mapped onto them (:class:`LabelMapper`); a project's
-few-shot prototypes (:mod:`ovsam_core.fewshot`) re-rank the labels they exist for
+few-shot prototypes (:mod:`ovsam_core.hosts.fewshot`) re-rank the labels they exist for
 (:func:`choose_label`). Also here: a per-project prototype cache and the prototypes of
 human-labelled regions (what a host learns from an annotation).
 
@@ -23,7 +23,7 @@ import numpy as np
 from .fewshot import PrototypeSet, PrototypeStore, region_descriptor
 from .labelchoice import choose_label
 from .labelmap import HostLabel, LabelMapper
-from .prompts import Prompt, PromptError
+from ..prompts import Prompt, PromptError
 
 #: alternatives of a large vocabulary that are mapped onto host labels
 MAX_MAPPED_CLASSES = 2000

@@ -46,7 +46,7 @@ def labels_from_classes(classes: Union[None, str, Sequence[str]]) -> Optional[Li
         VocabularyError: a path that does not exist (never taken as a class name), an
             unreadable file, empty or duplicate classes.
     """
-    from .vocabulary import load_vocabulary, parse_vocabulary_text
+    from ..vocabulary import load_vocabulary, parse_vocabulary_text
 
     if classes is None:
         return None

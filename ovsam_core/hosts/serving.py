@@ -15,7 +15,7 @@ from typing import (Any, Callable, Dict, Generic, Hashable, Iterable, Mapping, O
                     get_type_hints)
 
 from .fetch import ImageTooLargeError, load_image_limited
-from .images import ImageError, LoadedImage
+from ..images import ImageError, LoadedImage
 from .safe_download import DownloadError
 
 T = TypeVar("T")

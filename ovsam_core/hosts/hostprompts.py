@@ -11,8 +11,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from .masks import mask_box
-from .prompts import Prompt
+from ..masks import mask_box
+from ..prompts import Prompt
 
 Box = Tuple[float, float, float, float]
 

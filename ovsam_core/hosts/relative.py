@@ -14,8 +14,8 @@ from typing import Any, Hashable, Iterable, List, Mapping, Optional, Sequence, T
 
 import numpy as np
 
-from .masks import crop_iou, resize_nearest
-from .prompts import Prompt, PromptError
+from ..masks import crop_iou, resize_nearest
+from ..prompts import Prompt, PromptError
 
 RelBox = Sequence[float]   # [x, y, w, h], fractions of the image
 

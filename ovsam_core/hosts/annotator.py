@@ -3,15 +3,15 @@
 A viewer's adapter (napari's dock widget) only turns its events into calls of :class:`Annotator`
 and its results back into layers; everything else lives here and in the modules it uses:
 
-* :class:`~ovsam_core.planesource.ImageSource`: the pixels answered from (grey / RGB / 2-3
+* :class:`~ovsam_core.hosts.planesource.ImageSource`: the pixels answered from (grey / RGB / 2-3
   channels, n-D stacks plane by plane, numpy / dask / zarr / pyramids read region by region);
-* :func:`~ovsam_core.tiling.plan_region`: the whole plane up to ``whole_max`` pixels a side, else
+* :func:`~ovsam_core.hosts.tiling.plan_region`: the whole plane up to ``whole_max`` pixels a side, else
   a region of interest around the prompt, strided beyond ``max_read``; its embedding is reused
   while prompts stay inside it. Masks come back in **global** plane pixels;
-* :class:`~ovsam_core.labelbook.LabelBook`: commits into the label volume (numpy, or chunked for
+* :class:`~ovsam_core.hosts.labelbook.LabelBook`: commits into the label volume (numpy, or chunked for
   large images), one record per object, undo; pre-labelling (:meth:`Annotator.prelabel`, the
-  core's :func:`~ovsam_core.prelabel.prelabel`) commits all its objects as ONE undo step;
-* :mod:`~ovsam_core.labelexport`: label TIFF, CSV class table, COCO JSON.
+  core's :func:`~ovsam_core.hosts.prelabel.prelabel`) commits all its objects as ONE undo step;
+* :mod:`~ovsam_core.hosts.labelexport`: label TIFF, CSV class table, COCO JSON.
 
 Coordinates: data coordinates (row, col), a pixel's centre at integers. ovsam's prompts use
 (x, y) with a pixel's centre at +0.5, so ``x = col + 0.5`` and ``y = row + 0.5``.
@@ -29,7 +29,7 @@ import numpy as np
 from .labelbook import LabelBook, ObjectRecord, choice_of
 from .labelexport import export_all
 from .labelvolume import new_labels
-from .masks import tight_crop
+from ..masks import tight_crop
 from .planeprompts import Preview, PromptSet
 from .planesource import ImageSource
 from .tiling import Region, plan_region
@@ -144,7 +144,7 @@ class Annotator:
         """The :class:`ovsam_core.Predictor` (created on first use; downloads weights if needed)."""
         with self._lock:
             if self._predictor is None:
-                from .predictor import Predictor
+                from ..predictor import Predictor
 
                 s = self.settings
                 self._predictor = Predictor(s.model, weights_dir=s.weights_dir, device=s.device, dtype=s.dtype,
@@ -186,7 +186,7 @@ class Annotator:
         return "whole" if max(src.height, src.width) <= s.whole_max else "roi"
 
     def region_for(self, prompts: PromptSet) -> Region:
-        """The region embedded to answer ``prompts`` (:func:`ovsam_core.tiling.plan_region`; the
+        """The region embedded to answer ``prompts`` (:func:`ovsam_core.hosts.tiling.plan_region`; the
         cached one while it still fits)."""
         src, s = self._require_image(), self.settings
         whole = self.region_mode() == "whole"
@@ -197,7 +197,7 @@ class Annotator:
 
     def embedding_for(self, region: Region):
         """The :class:`ovsam_core.ImageEmbedding` of a region (computed once, then cached)."""
-        from .images import load_image
+        from ..images import load_image
 
         key = (region, self.settings.intensity)
         with self._lock:
@@ -281,11 +281,11 @@ class Annotator:
     def prelabel(self, auto, classes: Optional[Sequence[Any]] = None, plane: Sequence[int] = (),
                  view: Optional[Tuple[float, float, float, float]] = None,
                  progress: Optional[Callable[[int, int], None]] = None) -> List[Preview]:
-        """Objects of :func:`ovsam_core.prelabel` (``auto``: :class:`ovsam_core.AutoSettings`;
+        """Objects of :func:`ovsam_core.hosts.prelabel` (``auto``: :class:`ovsam_core.AutoSettings`;
         ``classes``: find mode's labels) on :meth:`auto_region`, as previews in plane pixels (best
         first). Nothing is written: :meth:`commit_all` does that. ``progress`` may raise
         :class:`ovsam_core.Cancelled`."""
-        from .images import load_image
+        from ..images import load_image
         from .prelabel import prelabel
 
         region = self.auto_region(plane, view)
@@ -342,8 +342,8 @@ class Annotator:
         Refuses embeddings of another model (signature) or of another image (content digest of
         the plane under either intensity mapping; switches to ``auto`` when that one matches).
         """
-        from .embedding import EmbeddingMismatchError, ImageEmbedding
-        from .images import load_image
+        from ..embedding import EmbeddingMismatchError, ImageEmbedding
+        from ..images import load_image
 
         predictor = self.predictor
         emb = ImageEmbedding.load(path, expect=predictor.model_key)

@@ -2,7 +2,7 @@
 
 :class:`ImageSource`: one grey or RGB layer, or two to three grey layers shown as R, G, B;
 8/16-bit, float; n-D stacks (answered plane by plane); numpy, dask, zarr or multiscale pyramids,
-of which only the region in use (:class:`ovsam_core.tiling.Region`) is ever read. Intensities
+of which only the region in use (:class:`ovsam_core.hosts.tiling.Region`) is ever read. Intensities
 are mapped to 8 bits through each layer's **contrast limits** (what you see is what the model
 gets), or as ``ovsam embed`` does (``intensity="auto"``, percentiles).
 """
@@ -156,7 +156,7 @@ class ImageSource:
         """The region as (h, w, 3) uint8, the model's input."""
         raw = self.read_raw(region)
         if intensity == "auto":
-            from .images import load_image
+            from ..images import load_image
 
             if len(raw) == 1:
                 arr = raw[0][..., :3] if self.channels[0].rgb else raw[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Dict, Tuple
 
-from .predictor import Predictor
+from ..predictor import Predictor
 
 _PREDICTORS: Dict[Tuple, Predictor] = {}
 _LOCK = threading.Lock()
