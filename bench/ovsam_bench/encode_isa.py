@@ -12,8 +12,9 @@ Modes (random real-size weights, seed 0; 1x3x1024x1024 input):
   heads x 4096 x 4096 scores), fp32 -- the baseline;
 * ``fp32``: today's PyTorch fp32 path (query-chunked exact attention);
 * ``bf16``: PyTorch bf16 autocast + channels_last trunk (what ``--dtype bf16`` does);
-* ``ov-fp32`` (and, opt-in, ``ov-int8``): the OpenVINO encoder (``ovsam_core.runtime``), compiled once
-  (conversion/calibration time reported separately, not in the ratios);
+* ``ov-fp32``, ``ov-bf16`` (AVX512-BF16 / AMX only) and, opt-in, ``ov-int8``: the OpenVINO encoder
+  (``ovsam_core.runtime``), compiled once (conversion/calibration time reported separately, not
+  in the ratios);
 * the report marks which one ``--dtype auto`` picks in that child.
 
 Every figure carries the effective ISA and the load average at the time it was taken.
@@ -47,7 +48,7 @@ ISA_ENV = {
     "native": {},
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
 }
-MODES = ("eager", "fp32", "bf16", "ov-fp32")
+MODES = ("eager", "fp32", "bf16", "ov-fp32", "ov-bf16")
 OPT_IN_MODES = ("ov-int8",)  # calibration needs >10 GB at 1024²: --modes ...,ov-int8
 
 
@@ -77,6 +78,7 @@ def _child(modes: Sequence[str], repeats: int, out: Path, cache: Path, all_modes
     runners: Dict[str, Any] = {}
     build_s: Dict[str, float] = {}
     skipped: Dict[str, str] = {}
+    kernels: Dict[str, Dict[str, int]] = {}
     for mode in modes:
         if mode in ("eager", "fp32"):
             def run(eager=mode == "eager"):
@@ -86,7 +88,7 @@ def _child(modes: Sequence[str], repeats: int, out: Path, cache: Path, all_modes
                 finally:
                     set_eager(False)
             runners[mode] = run
-        elif mode == "bf16" and not info.fast_bf16 and not all_modes:
+        elif mode in ("bf16", "ov-bf16") and not info.fast_bf16 and not all_modes:
             skipped[mode] = "bf16 is emulated on this ISA (several times slower than fp32; --all-modes runs it)"
         elif mode == "bf16":
             bb_cl = copy.deepcopy(model.backbone).to(memory_format=torch.channels_last)
@@ -105,7 +107,8 @@ def _child(modes: Sequence[str], repeats: int, out: Path, cache: Path, all_modes
             t = time.perf_counter()
             enc = OpenVINOEncoder(model, "random-seed0", mode[3:], cache_dir=cache)
             build_s[mode] = time.perf_counter() - t
-            log(f"{mode}: built/loaded in {build_s[mode]:.1f} s (cache {enc.dir})")
+            kernels[mode] = _kernel_counts(enc.compiled)
+            log(f"{mode}: built/loaded in {build_s[mode]:.1f} s (cache {enc.dir}); kernels {kernels[mode]}")
             runners[mode] = lambda enc=enc: enc(x)
     rows: Dict[str, List[Dict[str, Any]]] = {m: [] for m in runners}
     outs: Dict[str, Any] = {}
@@ -127,7 +130,22 @@ def _child(modes: Sequence[str], repeats: int, out: Path, cache: Path, all_modes
     out.write_text(json.dumps({
         "isa": info.isa, "cpu": info.describe(), "machine": machine_info(torch.get_num_threads()),
         "auto": {"name": auto.name, "reason": auto.reason}, "runs": rows, "rel_l2_vs_eager": acc,
-        "build_s": build_s, "skipped": skipped}, indent=1))
+        "build_s": build_s, "skipped": skipped, "ov_kernels": kernels}, indent=1))
+
+
+def _kernel_counts(stages) -> Dict[str, int]:
+    """Convolution / FullyConnected / MatMul kernels OpenVINO chose (shows the ISA it really used:
+    its oneDNN convolutions honour ``ONEDNN_MAX_CPU_ISA``, its MLAS fp32 GEMMs do not)."""
+    counts: Dict[str, int] = {}
+    ops = [op for compiled in stages for op in compiled.get_runtime_model().get_ordered_ops()]
+    for op in ops:
+        info = op.get_rt_info()
+        if "layerType" not in info or "primitiveType" not in info:
+            continue
+        if info["layerType"].astype(str) in ("Convolution", "FullyConnected", "MatMul"):
+            k = f"{info['layerType'].astype(str)}:{info['primitiveType'].astype(str)}"
+            counts[k] = counts.get(k, 0) + 1
+    return counts
 
 
 # ------------------------------------------------------------------------------- parent
@@ -165,7 +183,9 @@ def render(results: Dict[str, Dict[str, Any]]) -> str:
         notes.append(f"* {isa}: {res['cpu']}; auto picks `{res['auto']['name']}` ({res['auto']['reason']}); "
                      f"one-off build: " + (", ".join(f"{k} {v:.0f} s" for k, v in res["build_s"].items()) or "-")
                      + ("; skipped: " + ", ".join(f"{k} ({v})" for k, v in res["skipped"].items())
-                        if res["skipped"] else ""))
+                        if res["skipped"] else "")
+                     + "".join(f"; {k} kernels: " + ", ".join(f"{n} x{c}" for n, c in v.items())
+                               for k, v in res.get("ov_kernels", {}).items()))
     return "\n".join(lines + [""] + notes) + "\n"
 
 
