@@ -36,7 +36,7 @@ from .embedding import (EmbeddingLRU, EmbeddingMismatchError, EmbeddingSignature
 from .text.vocab_data import Vocabulary, get_vocabulary
 from .vocabulary import (TextClassifier, VocabularyError, load_vocabulary, load_vocabulary_bundle,
                          is_preset, looks_like_path, parse_vocabulary_text, save_vocabulary_bundle, vocabulary_to_text)
-from .predictor import ObjectPrediction, Prediction, Predictor, resolve_device
+from .predictor import ObjectPrediction, Prediction, Predictor, check_recognition_options, resolve_device
 from .results import mask_to_rle, prediction_to_json, render_overlay, rle_to_mask
 from .hosts.fetch import (ImageTooLargeError, UnsafeSourceError, check_image_pixels, decode_data_url,
                     image_header_size, is_public_address, load_image_limited, safe_join)
@@ -72,7 +72,7 @@ from .hosts.objectfields import object_fields
 from .hosts.labelruns import (RunOutcome, check_output_field, entry_of, prelabel_settings, recorded_run, run_summary,
                         same_run, with_entry)
 from .hosts.hostinstall import install_files, record_model_download, require_package
-from .hosts.keywords import check_recognition_options, dataclass_from_mapping
+from .hosts.keywords import dataclass_from_mapping
 from .hosts.shared import shared_predictor
 from .hosts.vocab_source import (VocabInput, embedded_source, vocabulary_from_record, vocabulary_record, vocabulary_size,
                            vocabulary_source)

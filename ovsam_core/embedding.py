@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import threading
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 import torch
 
+from .lru import SizedLRU
 from .modeling import ImageFeatures
 from .preprocess import FrameTransform
 
@@ -179,46 +178,11 @@ def _load_zarr(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     return tensors, meta
 
 
-class EmbeddingLRU:
-    """Thread-safe LRU of embeddings bounded by their total size in bytes."""
+class EmbeddingLRU(SizedLRU[ImageEmbedding]):
+    """Thread-safe LRU of embeddings bounded by their total size in bytes (default 2 GiB)."""
 
     def __init__(self, max_bytes: int = 2 * 1024 ** 3) -> None:
-        self.max_bytes = int(max_bytes)
-        self._items: "OrderedDict[str, ImageEmbedding]" = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def get(self, key: str) -> Optional[ImageEmbedding]:
-        with self._lock:
-            emb = self._items.get(key)
-            if emb is not None:
-                self._items.move_to_end(key)
-            return emb
-
-    def put(self, key: str, emb: ImageEmbedding) -> None:
-        size = emb.nbytes
-        with self._lock:
-            if key in self._items:
-                self._bytes -= self._items.pop(key).nbytes
-            if size > self.max_bytes:
-                return
-            self._items[key] = emb
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= old.nbytes
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
+        super().__init__(max_bytes, lambda emb: emb.nbytes)
 
 
 class EmbeddingStore:

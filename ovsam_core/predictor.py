@@ -109,6 +109,15 @@ class _ClassContext:
     known: Optional[torch.Tensor]
 
 
+def check_recognition_options(mode: Optional[str], top_k: int) -> None:
+    """``ValueError`` for a recognition ``mode`` other than None (the model's), ``head`` or
+    ``fused``, or ``top_k`` (alternatives kept per object) below 1."""
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose head or fused")
+    if int(top_k) < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+
+
 def _options(options, option_kw: Dict[str, object], cls):
     """``options`` updated by keyword fields; unknown keywords name the valid ones."""
     import dataclasses
@@ -366,10 +375,7 @@ class Predictor:
             :class:`Prediction`, one object per prompt in prompt order.
         """
         mode = mode or self.loaded.spec.mode
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose head or fused")
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        check_recognition_options(mode, top_k)
         emb = image if isinstance(image, ImageEmbedding) else self.embed(image)
         self.check_embedding(emb)
         if isinstance(prompts, Prompt):

@@ -161,8 +161,9 @@ class LabeledObject:
 
     def relative_box(self, width: int, height: int) -> Tuple[float, float, float, float]:
         """[x, y, w, h] of the box as fractions of a ``width`` x ``height`` image (FiftyOne)."""
-        x0, y0, x1, y1 = self.bbox_xyxy
-        return (x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height)
+        from .relative import pixels_to_relative
+
+        return pixels_to_relative(*self.bbox_xyxy, width, height)
 
     def crop(self) -> np.ndarray:
         """(y1-y0, x1-x0) bool: the mask inside :attr:`bbox_xyxy`."""

@@ -9,12 +9,12 @@ import json
 import os
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import fields
 from typing import (Any, Callable, Dict, Generic, Hashable, Iterable, Mapping, Optional, Tuple, Type, TypeVar,
                     get_type_hints)
 
 from .fetch import ImageTooLargeError, load_image_limited
+from ..lru import SizedLRU
 from ..images import ImageError, LoadedImage
 from .safe_download import DownloadError
 
@@ -65,40 +65,12 @@ def rss_bytes() -> int:
         return 0
 
 
-class BytesLRU(Generic[T]):
+class BytesLRU(SizedLRU[T]):
     """Thread-safe LRU bounded by the summed ``size(value)`` (bytes); a value over half the
     budget is not kept."""
 
     def __init__(self, max_bytes: int, size: Callable[[T], int]) -> None:
-        self.max_bytes = int(max_bytes)
-        self._size = size
-        self._items: "OrderedDict[Hashable, T]" = OrderedDict()
-        self.nbytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Optional[T]:
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-            return hit
-
-    def put(self, key: Hashable, value: T) -> None:
-        n = self._size(value)
-        if n > self.max_bytes // 2:
-            return
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self.nbytes -= self._size(old)
-            self._items[key] = value
-            self.nbytes += n
-            while self.nbytes > self.max_bytes and self._items:
-                _, gone = self._items.popitem(last=False)
-                self.nbytes -= self._size(gone)
-
-    def __len__(self) -> int:
-        return len(self._items)
+        super().__init__(max_bytes, size, max_item_fraction=0.5)
 
 
 class ImageCache:
