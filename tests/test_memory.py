@@ -9,9 +9,15 @@ layouts, ~2.3 GB on disk).
 * one box, a vocabulary whose classifier is not cached (the text tower loads): <= 3.5 GB.
 
 The encoder runs with ``--dtype fp32`` (the PyTorch path every machine has) and with the
-default ``--dtype auto`` (whatever this machine picks, its compiled encoder cached by a first
-run that is not measured). When ``auto`` picks OpenVINO the 2.5 GB bound is a known gap
-(xfail, measured 3.9 GB: the compiled model holds the weights twice).
+default ``--dtype auto`` (whatever this machine picks: ``ov-bf16`` on AVX512-BF16 CPUs with
+OpenVINO installed, ``ov-fp32`` on other CPUs with it). What is measured for ``auto`` is a
+normal run: a first, unmeasured run converts the encoder once and caches its OpenVINO IR (a
+one-off of several minutes and ~4.4 GB, as a model download is a one-off); the measured run
+compiles that cached IR (weights memory-mapped, repacked by the plugin, the mapped pages then
+dropped), encodes, decodes and classifies, in a fresh process. Measured on a 2-core AMD EPYC
+(Zen 4, AVX512-BF16; ``auto`` = ``ov-bf16`` there): ``auto`` 2.37 GB, with a cold vocabulary
+2.48 GB; ``fp32`` 1.78-1.84 GB, cold 1.84-2.17 GB. (``--dtype ov-fp32``, what ``auto`` picks on AVX2 CPUs
+with OpenVINO, measured 2.58 GB on the same machine: not held to 2.5 GB here.)
 """
 from __future__ import annotations
 
@@ -64,33 +70,36 @@ def _predict_args(weights_dir: Path, out: Path, *extra: str):
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "auto"])
-def test_predict_one_box_cached_classifier_under_2_5_gb(parity_weights_dir, env, tmp_path, dtype, request):
-    import torch
-
-    from ovsam_core.runtime import resolve_precision
-
-    if dtype == "auto" and resolve_precision("auto", torch.device("cpu")).backend == "openvino":
-        # Known gap, measured: OpenVINO's compiled fp32 encoder keeps the mapped IR weights and
-        # its repacked copy (~2.2 GB) plus ~0.6 GB of activations: 3.9 GB for the CLI.
-        request.applymarker(pytest.mark.xfail(reason="auto = OpenVINO fp32 here: ~3.9 GB peak (its compiled "
-                                                     "model holds two copies of the weights); --dtype fp32 "
-                                                     "meets 2.5 GB", strict=False))
+def test_predict_one_box_cached_classifier_under_2_5_gb(parity_weights_dir, env, tmp_path, dtype):
     args = _predict_args(parity_weights_dir, tmp_path / "r.json", "--dtype", dtype)
     if dtype == "auto":
-        _peak_rss(args, env)  # first run: may compile and cache an accelerated encoder
+        _peak_rss(args, env)  # first run: may convert and cache an accelerated encoder (not measured)
     peak = _peak_rss(args, env)
-    print(f"peak RSS ovsam predict --dtype {dtype}, cached classifier: {peak / GB:.2f} GB")
+    print(f"peak RSS ovsam predict --dtype {dtype} ({_picked(dtype)}), cached classifier: {peak / GB:.2f} GB")
     result = json.loads((tmp_path / "r.json").read_text())
     assert len(result["objects"]) == 1 and result["objects"][0]["label"]
     assert peak <= CACHED_LIMIT, f"{peak / GB:.2f} GB > 2.5 GB"
 
 
-def test_predict_cold_vocabulary_under_3_5_gb(parity_weights_dir, env, tmp_path):
+def _picked(dtype: str) -> str:
+    import torch
+
+    from ovsam_core.runtime import resolve_precision
+
+    return resolve_precision(dtype, torch.device("cpu")).name
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "auto"])
+def test_predict_cold_vocabulary_under_3_5_gb(parity_weights_dir, env, tmp_path, dtype):
+    # a vocabulary of its own per dtype: the classifier cache on disk is shared between the runs
+    names = ["red fox", "wooden chair", "teapot,tea kettle"] + (["snow shovel"] if dtype == "auto" else [])
     vocab = tmp_path / "vocab.txt"
-    vocab.write_text("red fox\nwooden chair\nteapot,tea kettle\n")
-    args = _predict_args(parity_weights_dir, tmp_path / "r.json", "--dtype", "fp32", "--vocab", str(vocab))
-    peak = _peak_rss(args, env)
-    print(f"peak RSS ovsam predict, cold 3-class vocabulary: {peak / GB:.2f} GB")
+    vocab.write_text("\n".join(names) + "\n")
+    args = _predict_args(parity_weights_dir, tmp_path / "r.json", "--dtype", dtype, "--vocab", str(vocab))
+    if dtype == "auto":
+        _peak_rss(_predict_args(parity_weights_dir, tmp_path / "warm.json", "--dtype", dtype), env)  # encoder cached
+    peak = _peak_rss(args, env)  # the text tower loads: this vocabulary's classifier is not cached yet
+    print(f"peak RSS ovsam predict --dtype {dtype} ({_picked(dtype)}), cold {len(names)}-class vocabulary: {peak / GB:.2f} GB")
     result = json.loads((tmp_path / "r.json").read_text())
-    assert result["objects"][0]["label"] in ("red fox", "wooden chair", "teapot")
+    assert result["objects"][0]["label"] in [n.split(",")[0] for n in names]
     assert peak <= COLD_LIMIT, f"{peak / GB:.2f} GB > 3.5 GB"
