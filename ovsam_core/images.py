@@ -368,11 +368,13 @@ def _decode_path(path: str) -> _Decoded:
         raise ImageError(f"{shown}: file is empty (0 bytes)")
     try:
         with open(path, "rb") as fh:
-            head = fh.read(4)
+            head = fh.read(32)
     except PermissionError:
         raise ImageError(f"{shown}: permission denied") from None
     except OSError as e:
         raise ImageError(f"{shown}: {_one_line(e)}") from None
+    _check_declared_size(head, shown)
+    head = head[:4]
     if head in _TIFF_MAGIC:
         try:
             with open(path, "rb") as fh:
@@ -386,6 +388,7 @@ def _decode_path(path: str) -> _Decoded:
 
 def _decode_bytes(data: bytes, name: str) -> _Decoded:
     shown = f"cannot read image {name}"
+    _check_declared_size(data[:32], shown)
     is_tiff = data[:4] in _TIFF_MAGIC
     if is_tiff:
         decoded = _decode_tiff(io.BytesIO(data), shown)
@@ -467,6 +470,27 @@ def _check_pixel_limit(shape: Tuple[int, ...], axes: str, shown: str) -> None:
             f"{shown}: image too large ({pixels} pixels, more than twice PIL.Image.MAX_IMAGE_PIXELS "
             f"= {limit}); set PIL.Image.MAX_IMAGE_PIXELS = None if you trust the file"
         )
+
+
+def _declared_size(head: bytes) -> Optional[Tuple[int, int]]:
+    """(width, height) a PNG or BMP header declares (Pillow refuses a zero size before saying
+    which), else None."""
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] == b"BM" and len(head) >= 26:
+        dib = int.from_bytes(head[14:18], "little")
+        if dib == 12:  # BITMAPCOREHEADER: 16-bit sizes
+            return int.from_bytes(head[18:20], "little"), int.from_bytes(head[20:22], "little")
+        if dib >= 40:
+            return (abs(int.from_bytes(head[18:22], "little", signed=True)),
+                    abs(int.from_bytes(head[22:26], "little", signed=True)))
+    return None
+
+
+def _check_declared_size(head: bytes, shown: str) -> None:
+    size = _declared_size(head)
+    if size is not None and 0 in size:
+        raise ImageError(f"{shown}: empty image: its header declares width {size[0]} and height {size[1]}")
 
 
 def _open_with_pil(opener: Any, shown: str, *, is_tiff: bool) -> _Decoded:

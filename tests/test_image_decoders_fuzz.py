@@ -147,15 +147,18 @@ def test_zero_size_tiff_header_names_the_shape(tmp_path, w, h):
         load_image(path)
 
 
-@pytest.mark.xfail(strict=True, reason="Pillow refuses PNG/BMP headers with a zero width or height at "
-                   "identification, and load_image reports 'not a recognised image format' instead of "
-                   "naming the zero size (ovsam_core/images.py, owned by another engineer)")
 @pytest.mark.parametrize("ext", ["png", "bmp"])
-def test_zero_size_png_bmp_header_names_the_size(tmp_path, ext):
+@pytest.mark.parametrize("w,h", [(0, 5), (7, 0)])
+def test_zero_size_png_bmp_header_names_the_size(tmp_path, ext, w, h):
+    """Pillow refuses these headers at identification; the error must name the zero size, not
+    call the file an unknown format (from a path and from bytes)."""
     path = tmp_path / f"zero.{ext}"
-    path.write_bytes(DECLARING[ext](0, 5))
-    with pytest.raises(ImageError, match=r"\b0\b"):
+    path.write_bytes(DECLARING[ext](w, h))
+    want = rf"empty image: its header declares width {w} and height {h}"
+    with pytest.raises(ImageError, match=want):
         load_image(path)
+    with pytest.raises(ImageError, match=want):
+        load_image(path.read_bytes())
 
 
 @given(n=st.integers(1, 50), layout=st.sampled_from(["0n", "n0", "0n3", "n03", "30n"]),
