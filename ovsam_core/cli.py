@@ -228,7 +228,9 @@ def _model_options(s: argparse.ArgumentParser, default_model: str = "ovsam-lvis"
     s.add_argument("--weights-dir", type=Path, help="folder holding the model's files by their official names")
     s.add_argument("--weights", type=Path, help="a fused .safetensors file written by `ovsam convert`")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    s.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16", "ov-fp32", "ov-int8"],
+    from .runtime.auto import CHOICES as dtype_choices
+
+    s.add_argument("--dtype", default="auto", choices=list(dtype_choices),
                    help="image-encoder precision (default auto: the fastest path that keeps the answers on this "
                         "machine; fp32 is the parity reference; `ovsam runtime` shows what auto picks and why)")
     s.add_argument("--no-download", action="store_true", help="use local files only")
