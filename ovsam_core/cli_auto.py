@@ -175,7 +175,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     journal = Journal(parts / f"shard-{shard}-of-{n}.jsonl", key="image_id")
-    done = read_journal(journal.path)
+    done = journal.records()
     mine = [(k + 1, files[k], rel[k]) for k in range(shard, len(files), n)]
     predictor = _predictor(args, args.quiet)
     if args.find:

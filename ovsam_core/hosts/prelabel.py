@@ -28,7 +28,7 @@ Coordinates are original-image pixels (x right, y down) of the image passed in; 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -350,8 +350,3 @@ def instance_image(result: PrelabelResult, *, start: int = 1, dtype=np.int32) ->
     for k in range(len(result.objects) - 1, -1, -1):
         out[result.objects[k].mask] = start + k
     return out
-
-
-def with_settings(settings: AutoSettings, **changes) -> AutoSettings:
-    """A copy of ``settings`` with ``changes`` (validated)."""
-    return replace(settings, **changes).validated()
