@@ -223,22 +223,9 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_options(s: argparse.ArgumentParser, default_model: str = "ovsam-lvis") -> None:
-    s.add_argument("--model", default=default_model, help=f"registered model (default {default_model}; see `ovsam models`)")
-    s.add_argument("--weights-dir", type=Path, help="folder holding the model's files by their official names")
-    s.add_argument("--weights", type=Path, help="a fused .safetensors file written by `ovsam convert`")
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    from .runtime.auto import CHOICES as dtype_choices
-
-    s.add_argument("--dtype", default="auto", choices=list(dtype_choices),
-                   help="image-encoder precision (default auto: the fastest path that keeps the answers on this "
-                        "machine; fp32 is the parity reference; `ovsam runtime` shows what auto picks and why)")
-    s.add_argument("--no-download", action="store_true", help="use local files only")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .hosts.cliopts import add_model_options
 
     p = argparse.ArgumentParser(prog="ovsam", description="Open-Vocabulary SAM: masks and names for clicks and boxes.")
     p.add_argument("--version", action="version", version=f"ovsam {__version__}")
@@ -293,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_auto import add_auto_options, register_label_command
 
     add_auto_options(s)
-    _model_options(s)
+    add_model_options(s)
     s.set_defaults(func=_cmd_predict)
     register_label_command(sub)
 
@@ -303,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["safetensors", "zarr"], default="safetensors",
                    help="file format (both carry the model signature)")
     s.add_argument("--channels", help="channel indices for multi-channel images")
-    _model_options(s)
+    add_model_options(s)
     s.set_defaults(func=_cmd_embed)
 
     s = sub.add_parser("vocab", help="vocabulary tools")
@@ -311,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = vsub.add_parser("build", help="compute and save the text classifier of a vocabulary file")
     v.add_argument("file", help="vocabulary file (.txt, .json, .yaml) or preset name")
     v.add_argument("--out", type=Path, required=True, help="output folder")
-    _model_options(v)
+    add_model_options(v)
     v.set_defaults(func=_cmd_vocab_build)
 
     s = sub.add_parser("export-onnx", help="export prompt encoder + mask decoder + recognition to ONNX")

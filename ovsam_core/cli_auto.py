@@ -22,6 +22,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .hosts.cliopts import grid_options
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
@@ -35,8 +37,7 @@ def add_auto_options(s: argparse.ArgumentParser, required: bool = False) -> None
                    help="find every instance of this class name (repeat for several)")
     g.add_argument("--background", metavar="VOCAB",
                    help="find mode: the vocabulary the queries compete with (default: the model's own)")
-    g.add_argument("--points-per-side", type=int, default=32, help="grid points per image side (default 32)")
-    g.add_argument("--min-score", type=float, default=0.5, help="minimum label probability (default 0.5)")
+    grid_options(g)
     g.add_argument("--min-stability", type=float, default=0.85, help="minimum mask stability (default 0.85)")
     g.add_argument("--crop-layers", type=int, default=0,
                    help="also run overlapping crops (1: 2x2, 2: +4x4) for large images with small objects")
@@ -221,7 +222,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 def register_label_command(sub) -> None:
     """Add ``ovsam label`` to the top-level sub-parser group."""
-    from .cli import _model_options
+    from .hosts.cliopts import add_model_options
 
     s = sub.add_parser("label", help="label a folder/glob of images without prompts (COCO results JSON)",
                        description="Segment and name everything (--everything) or find classes by name "
@@ -233,5 +234,5 @@ def register_label_command(sub) -> None:
     s.add_argument("--top-k", type=int, default=5)
     s.add_argument("--shard", help="I/N: label every N-th image starting at I (default: torchrun's RANK/WORLD_SIZE)")
     add_auto_options(s)
-    _model_options(s, default_model="ovsam-lvis")
+    add_model_options(s, default_model="ovsam-lvis")
     s.set_defaults(func=cmd_label)

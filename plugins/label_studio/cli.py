@@ -1,12 +1,13 @@
-"""``ovsam label-studio serve``: run the ML backend (gunicorn, or Werkzeug's threaded server).
+"""``ovsam label-studio serve | connect | prelabel``: the ML backend (gunicorn, or Werkzeug's threaded
+server), a project for a folder of images, predictions for a whole project.
 
-Registered through the ``ovsam.cli`` entry point; importing this module imports neither Flask
-nor label-studio-sdk (they are imported when the command runs).
+Registered through the ``ovsam.cli`` entry point; importing this module imports neither Flask,
+label-studio-sdk nor torch (they are imported when a command runs).
 
 Secrets are read from the environment only (not from the command line, where ``ps`` shows
 them): ``LABEL_STUDIO_API_KEY`` (legacy token or personal access token), ``BASIC_AUTH_USER`` /
-``BASIC_AUTH_PASS``. Every option below also has an ``OVSAM_LS_*`` variable (see
-:mod:`.settings`); the command line wins.
+``BASIC_AUTH_PASS``. Every option of ``serve`` also has an environment variable (README,
+*Settings*); the command line wins. Each option's ``dest`` is the :class:`~.settings.Settings` field it sets.
 """
 from __future__ import annotations
 
@@ -15,9 +16,35 @@ import logging
 import os
 from pathlib import Path
 
+LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level_name: str) -> None:
+    """Log at ``level_name`` (``serve`` and each gunicorn worker, :mod:`.wsgi`)."""
+    level = getattr(logging, str(level_name).upper(), logging.INFO)
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.getLogger().setLevel(level)  # `ovsam` itself configured WARNING before calling us
+    logging.getLogger("ovsam.label_studio").setLevel(level)
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    """How the model is loaded and where images are read (``serve`` and ``prelabel``)."""
+    from ovsam_core import add_model_options
+
+    add_model_options(p, unset=True, quiet=False)
+    p.add_argument("--vocab", help="vocabulary: default the project's own labels (+ predicted_values); or a preset "
+                                   "(lvis, coco, imagenet21k), a file or a `vocab build` folder, mapped onto the "
+                                   "project's labels")
+    p.add_argument("--label-studio-url", "--url", dest="label_studio_url",
+                   help="Label Studio's URL, e.g. for /data/... images (env LABEL_STUDIO_URL)")
+    p.add_argument("--document-root", help="read /data/local-files/?d= paths from this folder "
+                                           "(env LOCAL_FILES_DOCUMENT_ROOT)")
+
 
 def register(subparsers) -> None:
-    """Add ``label-studio serve`` to the ``ovsam`` command line."""
+    """Add ``label-studio serve | connect | prelabel`` to the ``ovsam`` command line."""
+    from ovsam_core import add_prelabel_options
+
     p = subparsers.add_parser("label-studio", help="Label Studio ML backend (interactive + batch pre-annotation)",
                               description="Label Studio ML backend: smart keypoints/rectangles -> masks with "
                                           "labels from the project's label set.")
@@ -28,33 +55,24 @@ def register(subparsers) -> None:
                                    "and LABEL_STUDIO_API_KEY so the backend can read uploaded / local-storage images.")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 in Docker)")
     s.add_argument("--port", type=int, default=int(os.environ.get("PORT", 9090)), help="port (default 9090)")
-    s.add_argument("--model", default=None, help="registered model (default ovsam-lvis; see `ovsam models`)")
-    s.add_argument("--vocab", default=None,
-                   help="vocabulary: default the project's own labels (+ predicted_values); or a preset "
-                        "(lvis, coco, imagenet21k), a file or a `vocab build` folder, mapped onto the project's labels")
-    s.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default auto)")
-    s.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"], help="image-encoder precision")
-    s.add_argument("--weights-dir", type=Path, help="folder holding the model's files by their official names")
-    s.add_argument("--weights", type=Path, help="a fused .safetensors file written by `ovsam convert`")
-    s.add_argument("--data-dir", "--model-dir", dest="model_dir", type=Path,
+    _model_options(s)
+    s.add_argument("--data-dir", "--model-dir", dest="model_dir",
                    help="where the learned prototypes (SQLite) live (env OVSAM_LS_DATA_DIR or MODEL_DIR; default "
                         "the platform's user data folder, e.g. ~/.local/share/ovsam/label-studio)")
-    s.add_argument("--label-studio-url", help="Label Studio's URL for /data/... images (env LABEL_STUDIO_URL)")
-    s.add_argument("--document-root", type=Path,
-                   help="read /data/local-files/?d= paths from this folder (env LOCAL_FILES_DOCUMENT_ROOT)")
-    s.add_argument("--upload-dir", type=Path, help="Label Studio's media/upload folder, if readable here")
+    s.add_argument("--upload-dir", help="Label Studio's media/upload folder, if readable here")
     s.add_argument("--allowed-hosts", help="comma-separated extra hosts images may be downloaded from")
     s.add_argument("--top-k", type=int, default=None, help="alternatives per region in its meta (default 5)")
     s.add_argument("--label-source", choices=["model", "smart"], default=None,
                    help="interactive label: the recognised class (model, default) or the smart tool's label (smart)")
-    s.add_argument("--no-learn", action="store_true", help="do not learn prototypes from annotations")
+    s.add_argument("--no-learn", dest="learn", action="store_false", default=None,
+                   help="do not learn prototypes from annotations")
     s.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 1)),
                    help="gunicorn worker processes, each with its own model (default 1)")
     s.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", 8)), help="threads per worker (default 8)")
     s.add_argument("--server", choices=["auto", "gunicorn", "werkzeug"], default="auto",
                    help="gunicorn (default where installed) or Werkzeug's threaded server")
-    s.add_argument("--no-warmup", action="store_true", help="load the model on the first request, not at start")
-    s.add_argument("--no-download", action="store_true", help="use local weight files only")
+    s.add_argument("--no-warmup", dest="warmup", action="store_false",
+                   help="load the model on the first request, not at start")
     s.add_argument("--check", action="store_true", help="load the model once and exit (e.g. in a Docker build)")
     s.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), help="logging level (default INFO)")
     s.set_defaults(func=serve)
@@ -79,31 +97,35 @@ def register(subparsers) -> None:
                                     "boxes/clicks are segmented from them; the others are pre-labelled with the "
                                     "project's labels (--auto). For projects where 'Retrieve predictions' would "
                                     "outlast Label Studio's ML_TIMEOUT_PREDICT (100 s).")
-    pl.add_argument("--url", "--label-studio-url", dest="label_studio_url", help="Label Studio's URL (env LABEL_STUDIO_URL)")
     pl.add_argument("--api-key", "--token", dest="api_key",
                     help="legacy token or personal access token (better: env LABEL_STUDIO_API_KEY; `ps` shows options)")
     pl.add_argument("--project", type=int, required=True, help="project id (the number in /projects/<id>/)")
-    pl.add_argument("--auto", choices=["find", "everything", "off"], default=None,
-                    help="tasks without regions: find the project's labels (default), everything, or off")
-    pl.add_argument("--points-per-side", type=int, default=None, help="prompt grid per side (default 32)")
-    pl.add_argument("--min-score", type=float, default=None, help="minimum object score (default 0.5)")
-    for a in ("--model", "--vocab", "--device", "--weights-dir", "--weights", "--document-root"):
-        pl.add_argument(a, default=None, help="as for `serve`")
-    pl.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"], help="as for `serve`")
+    add_prelabel_options(pl)
+    _model_options(pl)
     pl.add_argument("--no-progress", action="store_true", help="no progress bar")
     pl.set_defaults(func=_prelabel)
 
 
-def _prelabel(args: argparse.Namespace) -> int:
-    """Token from LABEL_STUDIO_API_KEY only (not the command line, where `ps` shows it)."""
-    from .push import prelabel_project
-    from .settings import settings_from_env
+def _settings(args: argparse.Namespace, **fixed):
+    """Settings from the environment, overridden by the options given on the command line."""
+    from dataclasses import fields
 
-    s = settings_from_env(model=args.model, vocab=args.vocab, device=args.device, dtype=args.dtype,
-                          weights_dir=args.weights_dir, weights=args.weights, document_root=args.document_root,
-                          label_studio_url=args.label_studio_url, api_key=args.api_key, learn=False)
-    params = {"auto": args.auto, "points_per_side": args.points_per_side, "min_score": args.min_score}
-    report = prelabel_project(s, args.project, params, show_progress=not args.no_progress)
+    from .settings import Settings, parse_hosts, settings_from_env
+
+    given = {f.name: getattr(args, f.name, None) for f in fields(Settings)}
+    given.update(allowed_hosts=parse_hosts(args.allowed_hosts) if getattr(args, "allowed_hosts", None) else None,
+                 download=False if getattr(args, "no_download", False) else None, **fixed)
+    return settings_from_env(**{k: str(v) if isinstance(v, Path) else v for k, v in given.items()})
+
+
+def _prelabel(args: argparse.Namespace) -> int:
+    """Token from LABEL_STUDIO_API_KEY (or --api-key, which `ps` shows)."""
+    from ovsam_core import prelabel_overrides
+
+    from .push import prelabel_project
+
+    report = prelabel_project(_settings(args, learn=False), args.project, prelabel_overrides(args),
+                              show_progress=not args.no_progress)
     print(f"project {args.project}: {report.summary('task')}")
     return 0 if not report.failed else 1
 
@@ -111,30 +133,11 @@ def _prelabel(args: argparse.Namespace) -> int:
 def _connect(args: argparse.Namespace) -> int:
     from .connect import connect
 
-    from .settings import settings_from_env
-
-    settings = settings_from_env(model=args.model, label_studio_url=args.label_studio_url)
     labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
-    out = connect(settings, args.folder, args.backend_url, labels, args.title)
+    out = connect(_settings(args), args.folder, args.backend_url, labels, args.title)
     print(f"project {out['project']}: {out['tasks']} images, labels {', '.join(out['labels'])}; backend connected")
     print(f"open {out['url']}, click a task, then click an object with the keypoint tool (Auto-Annotation on)")
     return 0
-
-
-def _settings(args: argparse.Namespace):
-    from .settings import parse_hosts, settings_from_env
-
-    def opt(v):
-        return None if v is None else str(v)
-
-    hosts = parse_hosts(args.allowed_hosts) if args.allowed_hosts else None
-    return settings_from_env(
-        model=args.model, vocab=args.vocab, device=args.device, dtype=args.dtype,
-        weights_dir=opt(args.weights_dir), weights=opt(args.weights), model_dir=opt(args.model_dir),
-        label_studio_url=args.label_studio_url, document_root=opt(args.document_root),
-        upload_dir=opt(args.upload_dir), allowed_hosts=hosts, top_k=args.top_k, label_source=args.label_source,
-        learn=False if args.no_learn else None, warmup=False if args.no_warmup else True,
-        download=False if args.no_download else None)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -143,10 +146,7 @@ def serve(args: argparse.Namespace) -> int:
         import label_studio_sdk  # noqa: F401
     except ImportError as e:
         raise ValueError(f"the Label Studio backend needs its extra: pip install \"ovsam[label-studio]\" ({e})") from None
-    level = getattr(logging, str(args.log_level).upper(), logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(level)  # `ovsam` itself configured WARNING before calling us
-    logging.getLogger("ovsam.label_studio").setLevel(level)
+    setup_logging(args.log_level)
     settings = _settings(args)
     from .settings import settings_to_env
 
@@ -187,16 +187,22 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _exec_gunicorn(args: argparse.Namespace) -> None:
-    """Replace this process by a fresh Python running the gunicorn master (:mod:`.gunicorn_main`).
+    """Replace this process by gunicorn's own command line serving :mod:`.wsgi`.
 
-    This process has imported torch (``ovsam_core``); the master never runs the model, so it
+    This process has imported torch (``ovsam_core``); gunicorn's master never runs the model, so it
     starts from a clean interpreter that imports gunicorn only, and each worker imports torch
-    and loads the model after the fork (no preload: CUDA cannot be initialised before a fork).
+    and loads the model after the fork (no ``--preload``: CUDA cannot be initialised before a fork).
     """
     import sys
 
-    argv = [sys.executable, "-m", "ovsam_plugins.label_studio.gunicorn_main", f"{args.host}:{args.port}",
-            str(args.workers), str(args.threads), str(args.log_level).lower()]
+    import gunicorn
+
+    os.environ["LOG_LEVEL"] = str(args.log_level)  # the workers' logging (wsgi.py)
+    argv = [sys.executable, "-m", "gunicorn", "--bind", f"{args.host}:{args.port}", "--workers", str(args.workers),
+            "--threads", str(args.threads), "--worker-class", "gthread", "--timeout", "0", "--graceful-timeout", "30",
+            "--access-logfile", "-", "--error-logfile", "-", "--log-level", str(args.log_level).lower()]
+    if gunicorn.version_info >= (25,):  # it opens a control socket under $HOME by default; not needed here
+        argv.append("--no-control-socket")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, argv)
+    os.execv(sys.executable, [*argv, "ovsam_plugins.label_studio.wsgi:app"])

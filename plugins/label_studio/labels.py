@@ -1,20 +1,7 @@
-"""Label config parsing (with label-studio-sdk's ``LabelInterface``) and label mapping.
-
-What the backend reads from a project's label config:
-
-* **prompt controls**: ``KeyPointLabels`` and ``RectangleLabels`` (``smart="true"`` for the
-  interactive smart tools; in batch mode their regions in annotations/predictions are prompts);
-* **output controls**: every ``BrushLabels``, ``PolygonLabels`` and ``RectangleLabels`` on an
-  ``Image``. A *smart* ``RectangleLabels`` is an output only when the image has no brush or
-  polygon output (a box-only project). ``ovsam_skip="true"`` on a control removes it from the
-  outputs, ``ovsam_output="true"`` forces it in;
-* **labels**: ``<Label value=... alias=... predicted_values="a, b">`` (the result uses the alias
-  when there is one, as Label Studio does), or dynamic labels ``<XLabels value="$field">`` read
-  from the task data (a list of strings or of ``{"value": ..., "alias"?, "predicted_values"?}``).
-
-:class:`ovsam_core.LabelMapper` turns class probabilities of any vocabulary into probabilities
-of the project's labels (:class:`ProjectLabel` is :class:`ovsam_core.HostLabel`: the result name,
-the value that is embedded, the predicted values as synonyms).
+"""Label config parsing (with label-studio-sdk's ``LabelInterface``): the prompt controls, the output
+controls and their labels (static ``<Label>``\ s or dynamic ones from the task data), as the
+README's *A label config* and *Labels* sections describe. :class:`ProjectLabel` is
+:class:`ovsam_core.HostLabel`; :class:`ovsam_core.LabelMapper` maps class probabilities onto them.
 """
 from __future__ import annotations
 
@@ -22,9 +9,10 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 from ovsam_core import HostLabel as ProjectLabel, LabelMapper, normalise  # noqa: F401 - re-exported
+from ovsam_core import labels_from_json, merge_labels, parse_bool, split_names
 
 #: control tag -> kind
 OUTPUT_TAGS = {"BrushLabels": "brush", "PolygonLabels": "polygon", "RectangleLabels": "rectangle"}
@@ -38,10 +26,6 @@ MAX_CONFIG_CHARS = 1_000_000
 
 class LabelConfigError(ValueError):
     """The label config cannot be used by this backend; the message says why."""
-
-
-def _truthy(v: Optional[str]) -> bool:
-    return str(v or "").strip().lower() in ("true", "1", "yes")
 
 
 @dataclass(frozen=True)
@@ -69,26 +53,7 @@ class Control:
         """Static labels, plus the task's dynamic labels when the control reads ``$field``."""
         if not self.dynamic_field:
             return self.labels
-        raw = (task_data or {}).get(self.dynamic_field) or []
-        out = list(self.labels)
-        seen = {lab.name for lab in out}
-        if isinstance(raw, (str, dict)):
-            raw = [raw]
-        for item in raw if isinstance(raw, list) else []:
-            if isinstance(item, str):
-                lab = ProjectLabel(item, item)
-            elif isinstance(item, dict) and isinstance(item.get("value"), str):
-                pv = item.get("predicted_values") or ()
-                if isinstance(pv, str):
-                    pv = [s.strip() for s in pv.split(",")]
-                lab = ProjectLabel(str(item.get("alias") or item["value"]), item["value"],
-                                   tuple(str(s).strip() for s in pv if str(s).strip()))
-            else:
-                continue
-            if lab.name not in seen:
-                seen.add(lab.name)
-                out.append(lab)
-        return tuple(out)
+        return merge_labels(self.labels, labels_from_json((task_data or {}).get(self.dynamic_field)))
 
 
 @dataclass(frozen=True)
@@ -117,21 +82,14 @@ class ProjectConfig:
         return tuple(out)
 
     def control(self, name: str) -> Optional[Control]:
-        for c in self.controls:
-            if c.name == name:
-                return c
-        return None
+        return next((c for c in self.controls if c.name == name), None)
 
     def outputs_for(self, to_name: str) -> Tuple[Control, ...]:
         return tuple(c for c in self.output_controls if c.to_name == to_name)
 
     def labels(self, data: Optional[Mapping], controls: Optional[Tuple[Control, ...]] = None) -> Tuple[ProjectLabel, ...]:
         """The labels of ``controls`` (default: all) for a task's ``data``, each name once."""
-        out: Dict[str, ProjectLabel] = {}
-        for c in self.controls if controls is None else controls:
-            for lab in c.labels_for(data):
-                out.setdefault(lab.name, lab)
-        return tuple(out.values())
+        return merge_labels(*(c.labels_for(data) for c in (self.controls if controls is None else controls)))
 
     def image_key(self, to_name: str) -> str:
         for c in self.controls:
@@ -167,18 +125,17 @@ def _parse(config: str) -> ProjectConfig:
         labels = []
         for key, tag in (c.labels_attrs or {}).items():
             attr = getattr(tag, "attr", {}) or {}
-            pv = [s.strip() for s in str(attr.get("predicted_values", "")).split(",") if s.strip()]
-            labels.append(ProjectLabel(str(key), str(attr.get("value") or key), tuple(pv)))
+            labels.append(ProjectLabel(str(key), str(attr.get("value") or key), split_names(attr.get("predicted_values"))))
         dyn = c.attr.get("value")
-        forced = None
-        if _truthy(c.attr.get("ovsam_skip")):
-            forced = False
-        elif _truthy(c.attr.get("ovsam_output")):
-            forced = True
+
+        def flag(name: str) -> bool:
+            return parse_bool(str(c.attr.get(name) or ""))
+
         controls.append(Control(
             name=name, tag=c.tag, to_name=obj.name, image_key=value[1:], labels=tuple(labels),
             dynamic_field=dyn[1:] if isinstance(dyn, str) and dyn.startswith("$") else None,
-            smart=_truthy(c.attr.get("smart")) or _truthy(c.attr.get("smartOnly")), forced_output=forced))
+            smart=flag("smart") or flag("smartOnly"),
+            forced_output=False if flag("ovsam_skip") else True if flag("ovsam_output") else None))
     cfg = ProjectConfig(tuple(controls), hashlib.sha256(config.encode()).hexdigest()[:16])
     if not cfg.output_controls:
         raise LabelConfigError(

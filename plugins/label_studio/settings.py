@@ -26,36 +26,11 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class Settings(PredictorOptions, PrelabelDefaults):
-    """Everything the backend is configured with.
-
-    Attributes:
-        model, vocab, device, dtype, weights_dir, weights, cache_bytes, download: how the model is
-            loaded (:class:`ovsam_core.PredictorOptions`); ``vocab`` ``None`` (default): the
-            project's own labels (+ their ``predicted_values``) are the vocabulary.
-        auto / points_per_side / min_score: pre-labelling of tasks without regions
-            (:class:`ovsam_core.PrelabelDefaults`); a project's ``extra_params`` override them
-            (:meth:`~.backend.Backend.auto_settings`).
-        model_dir: where the prototypes database lives (``--data-dir``, ``OVSAM_LS_DATA_DIR`` or
-            ``MODEL_DIR`` as in label-studio-ml); default :func:`default_data_dir` (the platform's
-            user data folder, never the current directory).
-        label_studio_url / api_key: how to fetch ``/data/...`` images (legacy token or personal
-            access token); ``LABEL_STUDIO_URL`` / ``LABEL_STUDIO_API_KEY``.
-        allowed_hosts: extra hosts images may be fetched from (besides Label Studio's).
-        document_root: local-files root (``LOCAL_FILES_DOCUMENT_ROOT``): ``/data/local-files/?d=``
-            paths are read from here directly, never from outside it.
-        upload_dir: Label Studio's ``media/upload`` folder, when the backend can read it.
-        max_image_bytes / max_image_pixels / max_body_bytes: request and image limits.
-        basic_auth_user / basic_auth_pass: optional HTTP basic auth on the backend itself.
-        top_k: alternatives reported per region.
-        label_source: ``model`` (the recognised class) or ``smart`` (the label the annotator chose
-            on the smart tool, when it is one of the output control's labels).
-        learn: store prototypes from ``ANNOTATION_CREATED/UPDATED`` webhooks.
-        prototype_weight / max_prototypes: few-shot blending weight; prototypes kept per label.
-        learn_async: process webhooks in a background thread (Label Studio waits 1 s at most).
-        warmup: start loading the model in the background when a worker starts.
-        image_cache_bytes: LRU of decoded images by URL.
-        ml_timeout: how long Label Studio waits for ``/predict`` (its ``ML_TIMEOUT_PREDICT``,
-            default 100 s); a batch running longer is cut and the log points to ``prelabel``.
+    """Everything the backend is configured with: each field, its environment variable and default
+    are in the README's *Settings* table (``plugins/label_studio/README.md``). The model and
+    pre-labelling fields are :class:`ovsam_core.PredictorOptions` / :class:`ovsam_core.PrelabelDefaults`
+    (a project's ``extra_params`` override the latter: :meth:`~.backend.Backend.auto_settings`);
+    ``model_dir`` defaults to :func:`default_data_dir`, never the current directory.
     """
 
     model_dir: str = ""

@@ -74,3 +74,27 @@ def test_settings_env_round_trip_and_precedence():
 def test_bad_settings(env):
     with pytest.raises(ValueError):
         settings_from_env(env)
+
+
+@pytest.mark.parametrize("command", ["serve", "prelabel"])
+@pytest.mark.parametrize("dtype", ["auto", "ov-fp32", "ov-bf16", "bf16"])
+def test_dtype_takes_the_runtimes_choices(command, dtype):
+    """Regression: the Label Studio commands refused `auto`, `ov-fp32` and `ov-bf16`, which the core accepts."""
+    from ovsam_plugins.label_studio.cli import _settings, register
+
+    p = argparse.ArgumentParser(prog="ovsam")
+    register(p.add_subparsers(dest="command"))
+    a = p.parse_args(["label-studio", command, "--dtype", dtype, *(["--project", "1"] if command == "prelabel" else [])])
+    assert a.dtype == dtype and _settings(a).dtype == dtype
+
+
+def test_prelabel_options_left_out_are_none_and_settings_keep_their_defaults():
+    from ovsam_core import prelabel_overrides
+    from ovsam_plugins.label_studio.cli import _settings, register
+
+    p = argparse.ArgumentParser(prog="ovsam")
+    register(p.add_subparsers(dest="command"))
+    a = p.parse_args(["label-studio", "prelabel", "--project", "3", "--points-per-side", "8", "--no-download"])
+    assert prelabel_overrides(a) == {"auto": None, "points_per_side": 8, "min_score": None}
+    s = _settings(a, learn=False)
+    assert (s.model, s.dtype, s.download, s.learn, s.points_per_side) == ("ovsam-lvis", "fp32", False, False, 8)

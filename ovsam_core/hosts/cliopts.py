@@ -1,0 +1,65 @@
+"""Command-line options that the core's commands and the host adapters' commands share.
+
+:func:`add_model_options`: how the model is loaded (``ovsam predict``, ``ovsam label-studio serve``);
+:func:`add_prelabel_options` / :func:`prelabel_overrides`: a host's pre-labelling of images
+without prompts (``ovsam label-studio prelabel``); :func:`grid_options`: the point grid of the
+prompt-free modes. Only argparse; nothing is loaded when they run.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Dict
+
+
+def add_model_options(s: argparse.ArgumentParser, default_model: str = "ovsam-lvis", *, unset: bool = False,
+                      quiet: bool = True) -> None:
+    """``--model --weights-dir --weights --device --dtype --no-download`` (and ``-q``), shared by the core's
+    commands and the host adapters' (``ovsam label-studio serve``).
+
+    ``unset``: every option defaults to None (``--no-download``: False), so that the caller's own
+    settings (:class:`~ovsam_core.PredictorOptions` from environment variables) fill what the
+    command line leaves out; the help names their defaults. ``--dtype`` takes the runtime's choices (``auto``, ``fp32``, ``ov-bf16`` ...).
+    """
+    from ..runtime.auto import CHOICES as dtype_choices
+
+    def default(v):
+        return None if unset else v
+
+    s.add_argument("--model", default=default(default_model),
+                   help=f"registered model (default {default_model}; see `ovsam models`)")
+    s.add_argument("--weights-dir", type=Path, help="folder holding the model's files by their official names")
+    s.add_argument("--weights", type=Path, help="a fused .safetensors file written by `ovsam convert`")
+    s.add_argument("--device", default=default("auto"), help="auto, cpu, cuda or mps (default auto)")
+    s.add_argument("--dtype", default=default("auto"), choices=list(dtype_choices),
+                   help="image-encoder precision (default " + ("fp32" if unset else "auto") + "; auto: the fastest "
+                        "path that keeps the answers on this machine; fp32 is the parity reference; `ovsam runtime` "
+                        "shows what auto picks and why)")
+    s.add_argument("--no-download", action="store_true", help="use local files only")
+    if quiet:
+        s.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+
+
+def grid_options(g, unset: bool = False) -> None:
+    """``--points-per-side`` / ``--min-score`` of a grid of point prompts (``unset``: default None)."""
+    g.add_argument("--points-per-side", type=int, default=None if unset else 32,
+                   help="grid points per image side (default 32)")
+    g.add_argument("--min-score", type=float, default=None if unset else 0.5,
+                   help="minimum label probability (default 0.5)")
+
+
+def add_prelabel_options(s: argparse.ArgumentParser) -> None:
+    """``--auto`` / ``--points-per-side`` / ``--min-score``: a host's pre-labelling of images without
+    prompts (:class:`~ovsam_core.PrelabelDefaults`); None unless given, so that
+    :func:`prelabel_overrides` passes only what the command line sets over the host's own settings."""
+    from .prelabel import AUTO_MODES
+
+    g = s.add_argument_group("pre-labelling of images without prompts")
+    g.add_argument("--auto", choices=list(AUTO_MODES), default=None,
+                   help="find the host's labels (default), everything (the model's vocabulary), or off")
+    grid_options(g, unset=True)
+
+
+def prelabel_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    """``{"auto", "points_per_side", "min_score"}`` as given by :func:`add_prelabel_options` (None: not given)."""
+    return {k: getattr(args, k) for k in ("auto", "points_per_side", "min_score")}
