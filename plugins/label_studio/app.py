@@ -15,10 +15,8 @@ Endpoints (request/response shapes as Label Studio 1.2x sends and reads them):
 ``GET /metrics``          counters, cache sizes, RSS (JSON)
 ========================  =====================================================================
 
-Every error is JSON ``{"error": message, "status": code}`` with a 4xx/5xx status: malformed
-JSON and unusable label configs are 400, unreadable images 404/413/422, refused image sources
-403, oversized bodies 413; never an HTML page or a traceback. Optional HTTP basic auth
-(``BASIC_AUTH_USER``/``BASIC_AUTH_PASS``) protects everything but ``/health``.
+Errors and basic auth: see ``plugins/label_studio/README.md`` (*Errors*, *Images and security*);
+every error is JSON ``{"error": message, "status": code}``, never an HTML page or a traceback.
 """
 from __future__ import annotations
 
@@ -27,9 +25,9 @@ import json
 import logging
 from typing import Any, Optional
 
-from ovsam_core import json_object
+from ovsam_core import ServiceError, internal_error, json_object
 
-from .backend import Backend, BackendError
+from .backend import Backend
 from .settings import Settings, settings_from_env
 
 log = logging.getLogger("ovsam.label_studio")
@@ -45,34 +43,30 @@ def create_app(settings: Optional[Settings] = None, backend: Optional[Backend] =
     s = backend.s
     app = Flask("ovsam_label_studio")
     app.config["MAX_CONTENT_LENGTH"] = s.max_body_bytes
-    app.json.sort_keys = False
     app.extensions["ovsam_backend"] = backend
 
     def reply(data: Any, status: int = 200, headers: Optional[dict] = None) -> Response:
         return Response(json.dumps(data, allow_nan=False, default=str), status=status,
                         mimetype="application/json", headers=headers)
 
-    def error(message: str, status: int, headers: Optional[dict] = None) -> Response:
-        return reply({"error": message, "status": status}, status, headers)
-
     def body() -> dict:
         try:
             return json_object(request.get_data(cache=False), "the request body")
         except ValueError as e:
-            raise BackendError(str(e), 400) from None
+            raise ServiceError(str(e), 400) from None
 
     @app.before_request
     def _auth():
         if not s.basic_auth_user or request.path == "/health":
             return None
         a = request.authorization
-        ok = (a is not None and a.type == "basic"
-              and hmac.compare_digest((a.username or "").encode(), s.basic_auth_user.encode())
-              and hmac.compare_digest((a.password or "").encode(), s.basic_auth_pass.encode()))
-        if not ok:
-            backend.metrics.add("auth_failures")
-            return error("authentication required", 401, {"WWW-Authenticate": 'Basic realm="ovsam"'})
-        return None
+        if (a is not None and a.type == "basic"
+                and hmac.compare_digest((a.username or "").encode(), s.basic_auth_user.encode())
+                and hmac.compare_digest((a.password or "").encode(), s.basic_auth_pass.encode())):
+            return None
+        backend.metrics.add("auth_failures")
+        return reply({"error": "authentication required", "status": 401}, 401,
+                     {"WWW-Authenticate": 'Basic realm="ovsam"'})
 
     @app.get("/health")
     @app.get("/")
@@ -109,24 +103,19 @@ def create_app(settings: Optional[Settings] = None, backend: Optional[Backend] =
     def metrics():
         return reply(backend.metrics_json())
 
-    @app.errorhandler(BackendError)
-    def _backend_error(e: BackendError):
-        backend.metrics.add(f"http_{e.status}")
-        return error(str(e), e.status)
-
-    @app.errorhandler(HTTPException)
-    def _http_error(e: HTTPException):
-        backend.metrics.add(f"http_{e.code}")
-        msg = e.description or e.name
-        if e.code == 413:
-            msg = f"request body larger than {s.max_body_bytes} bytes (OVSAM_LS_MAX_BODY_BYTES)"
-        return error(msg, e.code or 500)
-
-    @app.errorhandler(Exception)
-    def _internal(e: Exception):
-        backend.metrics.add("http_500")
-        log.exception("internal error")
-        return error(f"internal error ({type(e).__name__}); see the backend's log", 500)
+    @app.errorhandler(Exception)  # HTTPExceptions (404, 405, 413 ...) too
+    def _error(e: Exception):
+        if isinstance(e, ServiceError):
+            status, msg = e.status, str(e)
+        elif isinstance(e, HTTPException):
+            status, msg = e.code or 500, e.description or e.name
+            if status == 413:
+                msg = f"request body larger than {s.max_body_bytes} bytes (OVSAM_LS_MAX_BODY_BYTES)"
+        else:
+            log.exception("internal error")
+            status, msg = 500, internal_error(e)
+        backend.metrics.add(f"http_{status}")
+        return reply({"error": msg, "status": status}, status)
 
     if s.warmup:
         backend.warmup()

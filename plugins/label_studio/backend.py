@@ -1,31 +1,33 @@
 """The backend: Label Studio JSON in, :class:`ovsam_core.Predictor` calls, Label Studio JSON out.
 
 Web-framework free (:mod:`.app` routes requests here). One :class:`Backend` per process; the model
-loads on first use (or in the background, ``warmup``); model calls are serialised by a lock.
+(:class:`ovsam_core.ServedModel`) loads on first use (or in the background, ``warmup``); model
+calls are serialised by its lock.
 """
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ovsam_core import (ImageCache, JobQueue, LazyModel, LoadedImage, Metrics, ProjectOptions, PromptError,
-                        PrototypeCache, PrototypeSet, PrototypeStore, __version__, label_prompts, overrun_note)
+from ovsam_core import (AutoSettings, ImageCache, LoadedImage, ProjectOptions, PromptError, PrototypeLearner,
+                        ServedModel, ServiceError, __version__, answer_each, label_prompts, prelabel)
 
 from . import outputs
-from .auto import prelabel_task
-from .errors import BackendError, project_key  # noqa: F401 - BackendError, project_key re-exported
 from .fetch import ImageFetchError, ImageFetcher
-from .learning import LearningMixin
+from .learning import LearningMixin, project_key
 from .labels import LabelConfigError, ProjectConfig, parse_label_config
 from .regions import PromptRegion, RegionError, batch_prompts, interactive_prompt, prompt_source, region_kind
 
 log = logging.getLogger("ovsam.label_studio")
 
+#: a request the backend refuses; answered as ``{"error": message}`` with ``status``
+BackendError = ServiceError
+#: the errors of a task that are its own (answered with their message; anything else is an internal error)
+TASK_ERRORS = (ImageFetchError, RegionError, PromptError, ServiceError)
 #: what to do when a /predict batch outlasts Label Studio's ML_TIMEOUT_PREDICT
 LATE_HINT = ("Label Studio waits ML_TIMEOUT_PREDICT seconds for /predict; pre-label large projects with "
              "`ovsam label-studio prelabel --url <Label Studio URL> --project <id>`, or select fewer tasks")
@@ -42,15 +44,14 @@ class Backend(LearningMixin):
 
     def __init__(self, settings, predictor=None, fetcher: Optional[ImageFetcher] = None) -> None:
         self.s = settings
-        self._model = LazyModel(self._load, predictor)
-        self.model_lock = threading.Lock()
+        self.model = ServedModel(settings.model, settings.load_predictor, predictor, log)
+        self.metrics = self.model.metrics
         self.fetcher = fetcher or ImageFetcher(settings)
-        self.metrics = Metrics()
-        self.store = PrototypeStore(settings.db_path, settings.max_prototypes) if settings.learn else None
-        self._protos = PrototypeCache(self.store)
+        self.learner = PrototypeLearner(settings.db_path if settings.learn else None, self.model,
+                                        settings.max_prototypes, settings.learn_async, log=log)
+        self.store = self.learner.store
         self._images = ImageCache(settings.image_cache_bytes, settings.max_image_pixels, settings.max_image_bytes,
                                   "OVSAM_LS_MAX_IMAGE_PIXELS", self.metrics)
-        self._jobs = JobQueue(self._run_job, 256, self._job_failed)  # learning (webhooks)
         self._params = ProjectOptions(str(Path(settings.model_dir) / "projects"), settings.auto_settings, "extra_params",
                                       '{"auto": "find", "points_per_side": 16}')
 
@@ -61,33 +62,22 @@ class Backend(LearningMixin):
         return f"ovsam-{self.s.model}-{vocab}-{__version__}"
 
     @property
-    def loaded(self) -> bool:
-        return self._model.value is not None
-
-    @property
     def _predictor(self):
-        return self._model.value
-
-    def _load(self):
-        log.info("loading model %s on %s", self.s.model, self.s.device)
-        p = self.s.load_predictor()
-        log.info("model %s loaded", self.s.model)
-        return p
+        return self.model.value
 
     def predictor(self):
-        """The :class:`ovsam_core.Predictor`, loaded on first use (once per process)."""
-        try:
-            return self._model.get()
-        except Exception as e:  # noqa: BLE001 - reported on /health and to Label Studio
-            raise BackendError(f"the model {self.s.model!r} could not be loaded: {e}", 503) from None
+        """The :class:`ovsam_core.Predictor`, loaded on first use (once per process; 503 when it cannot be)."""
+        return self.model.get()
 
-    def warmup(self) -> threading.Thread:
+    def warmup(self):
         """Load the model in a background thread (call after the worker process has started)."""
-        return self._model.start(lambda e: log.error("the model %r could not be loaded: %s", self.s.model, e))
+        return self.model.warmup()
 
     def status(self) -> Dict[str, Any]:
-        return {"status": "UP", "model_class": "ovsam", "model": self.s.model, "model_loaded": self.loaded,
-                "model_version": self.model_version, **({"model_error": self._model.error} if self._model.error else {})}
+        return self.model.status(model_class="ovsam", model_version=self.model_version)
+
+    def prototypes(self, project: str):
+        return self.learner.prototypes(project)
 
     # ================================================================== images
     def load_task_image(self, ref: Any, task_id: Optional[int]) -> LoadedImage:
@@ -96,25 +86,30 @@ class Backend(LearningMixin):
         key = f"{task_id}|{ref}" if "://" in ref and not ref.startswith("http") else ref
         return self._images.load(key, lambda: self.fetcher.fetch(ref, task_id))
 
+    def _image_for(self, task: Mapping, cfg: ProjectConfig, to_name: str) -> LoadedImage:
+        key = cfg.image_key(to_name)
+        data = task.get("data") if isinstance(task.get("data"), Mapping) else {}
+        if key not in data:
+            raise ImageFetchError(f"the task has no data field {key!r} (the label config's <Image value=\"${key}\">)", 422)
+        tid = task.get("id")
+        return self.load_task_image(data[key], int(tid) if isinstance(tid, int) else None)
+
     # ================================================================== protocol: setup
     def setup(self, payload: Mapping, persist: bool = True) -> Dict[str, Any]:
         """Check the label config; keep the project's ``extra_params`` (pre-labelling choices)."""
         schema = payload.get("schema") or payload.get("label_config")
-        if schema:
-            try:
-                parse_label_config(schema)
-            except LabelConfigError as e:
-                raise BackendError(str(e), 400) from None
         try:
+            if schema:
+                parse_label_config(schema)
             if "project" in payload:
                 self._params.set(project_key(payload.get("project")), payload.get("extra_params"), persist)
             else:
                 self._params.parse(payload.get("extra_params"))
-        except ValueError as e:
+        except ValueError as e:  # LabelConfigError too
             raise BackendError(str(e), 400) from None
         return {"model_version": self.model_version}
 
-    def auto_settings(self, project: str):
+    def auto_settings(self, project: str) -> AutoSettings:
         """The :class:`ovsam_core.AutoSettings` of ``project`` (settings + its ``extra_params``)."""
         try:
             return self.s.auto_settings(self._params.get(project))
@@ -144,58 +139,47 @@ class Backend(LearningMixin):
             if not isinstance(context.get("result"), list):
                 raise BackendError("'context.result' must be a list of regions", 400)
             try:
-                result = self._interactive(tasks[0], cfg, context["result"], project)
+                results = [self._interactive(tasks[0], cfg, context["result"], project)]
             except (ImageFetchError, RegionError, PromptError) as e:
                 self.metrics.add("errors")
                 raise BackendError(str(e), getattr(e, "status", 422)) from None
-            results = [result]
             self.metrics.add("interactive_requests")
         else:
-            results = []
-            for n, task in enumerate(tasks):
-                late = overrun_note(t0, n, len(tasks), self.s.ml_timeout, LATE_HINT, log, unit="task",
-                                    limit_name="ML_TIMEOUT_PREDICT")
-                if late:
-                    results += [{"error": late, "task": t.get("id"), "model_version": self.model_version}
-                                for t in tasks[n:]]
-                    break
-                try:
-                    results.append(self._batch(task, cfg, project))
-                except Exception as e:  # noqa: BLE001 - one bad task must not fail the batch
-                    self.metrics.add("errors")
-                    if isinstance(e, (ImageFetchError, RegionError, PromptError, BackendError)):
-                        msg = str(e)
-                        log.warning("task %s: no prediction: %s", task.get("id"), msg)
-                    else:
-                        msg = f"internal error ({type(e).__name__}); see the backend's log"
-                        log.exception("task %s: no prediction", task.get("id"))
-                    # no "result" key: Label Studio logs it and stores nothing for this task
-                    results.append({"error": msg, "task": task.get("id"), "model_version": self.model_version})
+            # a failed task has no "result" key: Label Studio logs it and stores nothing for it
+            results = answer_each(tasks, lambda t: self._batch(t, cfg, project), self._no_result,
+                                  user_errors=TASK_ERRORS, limit=self.s.ml_timeout, limit_name="ML_TIMEOUT_PREDICT",
+                                  hint=LATE_HINT, log=log, metrics=self.metrics, unit="task",
+                                  name=lambda t: t.get("id"), failure="no prediction")
             self.metrics.add("batch_tasks", len(tasks))
         self.metrics.add("predict_seconds", time.time() - t0)
         self.metrics.add("predict_requests")
         return {"results": results, "model_version": self.model_version}
+
+    def _no_result(self, task: Mapping, message: str) -> Dict[str, Any]:
+        return {"error": message, "task": task.get("id"), "model_version": self.model_version}
+
+    def _task_result(self, regions: List[Dict[str, Any]], scores: Sequence[float] = ()) -> Dict[str, Any]:
+        score = float(np.mean(scores)) if len(scores) else 0.0
+        return {"result": regions, "score": round(score, 6), "model_version": self.model_version}
 
     def _interactive(self, task: Mapping, cfg: ProjectConfig, items: Sequence, project: str) -> Dict[str, Any]:
         to_names = [it.get("to_name") for it in items if isinstance(it, Mapping) and region_kind(it) in ("keypoint", "rectangle")]
         if not to_names:
             log.info("task %s: the interactive context holds no keypoint or rectangle: nothing to segment", task.get("id"))
             return self._task_result([])
-        to_name = to_names[-1]
-        img = self._image_for(task, cfg, to_name)
-        pr = interactive_prompt([it for it in items if isinstance(it, Mapping)], img.width, img.height, to_name)
+        img = self._image_for(task, cfg, to_names[-1])
+        pr = interactive_prompt([it for it in items if isinstance(it, Mapping)], img.width, img.height, to_names[-1])
         if pr is None:
             log.info("task %s: only negative clicks so far: nothing to segment", task.get("id"))
             return self._task_result([])
-        regions, scores = self._segment(task, cfg, img, [pr], project, interactive=True)
-        return self._task_result(regions, scores)
+        return self._task_result(*self._segment(task, cfg, img, [pr], project, interactive=True))
 
     def _batch(self, task: Mapping, cfg: ProjectConfig, project: str) -> Dict[str, Any]:
         items, source = prompt_source(task)
         if not items:
             auto = self.auto_settings(project)
             if auto.mode != "off":
-                regions, scores = prelabel_task(self, task, cfg, auto)
+                regions, scores = self._prelabel(task, cfg, auto)
                 if regions:
                     return self._task_result(regions, scores)
                 msg = f"pre-labelling ({auto.mode}) found no object of the project's labels"
@@ -204,49 +188,33 @@ class Backend(LearningMixin):
                        "or clicks, or import box predictions, then retrieve predictions again)")
             log.info("task %s: %s", task.get("id"), msg)
             # no "result": Label Studio stores no (empty) prediction, so a later retrieval runs again
-            return {"error": msg, "task": task.get("id"), "model_version": self.model_version}
+            return self._no_result(task, msg)
         regions_all: List[Dict[str, Any]] = []
         scores_all: List[float] = []
         n_prompts = 0
-        to_names = []
-        for it in items:
-            tn = it.get("to_name") if isinstance(it, Mapping) else None
-            if tn and tn not in to_names and cfg.outputs_for(tn):
-                to_names.append(tn)
-        for to_name in to_names:
+        to_names = dict.fromkeys(it.get("to_name") for it in items if isinstance(it, Mapping))
+        for to_name in [tn for tn in to_names if tn and cfg.outputs_for(tn)]:
             img = self._image_for(task, cfg, to_name)
             prompts = batch_prompts(items, img.width, img.height, to_name)
-            if not prompts:
-                continue
-            n_prompts += len(prompts)
-            regions, scores = self._segment(task, cfg, img, prompts, project, interactive=False)
-            regions_all += regions
-            scores_all += scores
+            if prompts:
+                n_prompts += len(prompts)
+                regions, scores = self._segment(task, cfg, img, prompts, project, interactive=False)
+                regions_all += regions
+                scores_all += scores
         log.info("task %s: %d prompts from %s -> %d regions", task.get("id"), n_prompts, source, len(regions_all))
         if not regions_all:  # nothing to store: an empty prediction would stop later retrievals
-            return {"error": f"no region from the {n_prompts} prompts of {source}", "task": task.get("id"),
-                    "model_version": self.model_version}
+            return self._no_result(task, f"no region from the {n_prompts} prompts of {source}")
         return self._task_result(regions_all, scores_all)
 
-    def _image_for(self, task: Mapping, cfg: ProjectConfig, to_name: str) -> LoadedImage:
-        key = cfg.image_key(to_name)
-        data = task.get("data") if isinstance(task.get("data"), Mapping) else {}
-        if key not in data:
-            raise ImageFetchError(f"the task has no data field {key!r} (the label config's <Image value=\"${key}\">)", 422)
-        tid = task.get("id")
-        return self.load_task_image(data[key], int(tid) if isinstance(tid, int) else None)
-
-    def _task_result(self, regions: List[Dict[str, Any]], scores: Sequence[float] = ()) -> Dict[str, Any]:
-        score = float(np.mean(scores)) if len(scores) else 0.0
-        return {"result": regions, "score": round(score, 6), "model_version": self.model_version}
-
     # ================================================================== segmentation + labels
-    def prototypes(self, project: str) -> PrototypeSet:
-        return self._protos.get(project, lambda: self.model_key)
-
-    @property
-    def model_key(self) -> str:
-        return "|".join(self.predictor().model_key)
+    def _regions(self, task: Mapping, control, img: LoadedImage, mask: np.ndarray, box, label: str, score: float,
+                 top: Sequence[Tuple[str, float]], vocabulary_top_k) -> List[Dict[str, Any]]:
+        """The regions of one object (``mask`` (H, W) bool, ``box`` pixels) in one output control."""
+        out, note = outputs.object_regions(control, mask, box, label, img.width, img.height, score,
+                                           outputs.region_meta(top, vocabulary_top_k))
+        if note:
+            log.info("task %s: polygons of %s (smaller parts are in the brush output)", task.get("id"), note)
+        return out
 
     def _segment(self, task: Mapping, cfg: ProjectConfig, img: LoadedImage, prompts: Sequence[PromptRegion],
                  project: str, interactive: bool) -> Tuple[List[Dict[str, Any]], List[float]]:
@@ -260,7 +228,7 @@ class Backend(LearningMixin):
             self.predictor(), img, [p.prompt for p in prompts], labels, vocabulary=self.s.vocab,
             prototypes=self.prototypes(project), smart_labels=[p.label for p in prompts] if interactive else None,
             top_k=self.s.top_k, label_source=self.s.label_source, prototype_weight=self.s.prototype_weight,
-            lock=self.model_lock)
+            lock=self.model.lock)
         regions: List[Dict[str, Any]] = []
         for o in objects:
             if o.area == 0:
@@ -270,23 +238,44 @@ class Backend(LearningMixin):
                 log.info("task %s: no evidence for any label of %r (add predicted_values to its <Label>s, "
                          "or annotate a few objects)", task.get("id"), name)
             for name, (label, score, top) in o.choices.items():
-                out, note = outputs.object_regions(controls[name], o.mask, o.bbox_xyxy, label, img.width, img.height,
-                                                   score, outputs.region_meta(top, o.vocabulary_top_k if self.s.vocab
-                                                                              else None))
-                if note:
-                    log.info("task %s: polygons of %s (smaller parts are in the brush output)", task.get("id"), note)
-                regions += out
+                regions += self._regions(task, controls[name], img, o.mask, o.bbox_xyxy, label, score, top,
+                                         o.vocabulary_top_k if self.s.vocab else None)
         self.metrics.add("regions", len(regions))
         return regions, [o.score for o in objects if o.choices]
 
+    def _prelabel(self, task: Mapping, cfg: ProjectConfig, settings: AutoSettings) -> Tuple[List[Dict[str, Any]], List[float]]:
+        """(regions, object scores) of a task without prompts, pre-labelled by :func:`ovsam_core.prelabel`
+        (``find``: the project's labels as queries against the background vocabulary; ``everything``:
+        the model's vocabulary mapped onto them); each object goes to every output control whose
+        labels hold it, with its score."""
+        data = task.get("data") if isinstance(task.get("data"), Mapping) else {}
+        regions: List[Dict[str, Any]] = []
+        scores: List[float] = []
+        for to_name in dict.fromkeys(c.to_name for c in cfg.output_controls):
+            controls = cfg.outputs_for(to_name)
+            labels = cfg.labels(data, controls)
+            if not labels:
+                continue
+            img = self._image_for(task, cfg, to_name)
+            pred = self.predictor()
+            with self.model.lock:
+                res = prelabel(pred, img, settings, list(labels),
+                               vocabulary=self.s.vocab if settings.mode == "everything" else None)
+            names = {c.name: {lab.name for lab in c.labels_for(data)} for c in controls}
+            for o in res:
+                for c in controls:
+                    if o.label in names[c.name]:
+                        regions += self._regions(task, c, img, o.mask, o.bbox_xyxy, o.label, o.score, [(o.label, o.score)],
+                                                 o.object.top_k if settings.mode == "everything" else None)
+                scores.append(float(o.score))
+            log.info("task %s: %s on %r: %d objects of %d labels (%d unmapped)", task.get("id"), settings.mode,
+                     to_name, len(res), len(labels), res.unmapped)
+        return regions, scores
+
     # ================================================================== metrics
     def metrics_json(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {"model": self.s.model, "model_version": self.model_version, "model_loaded": self.loaded,
-                               **self.metrics.report(self._predictor), "learning_queue": self._jobs.qsize()}
-        out["image_cache"] = {"entries": len(self._images), "bytes": self._images.nbytes}
-        if self.store is not None:
-            out["prototypes"] = self.store.counts()
-        return out
+        return {**self.model.report(model_version=self.model_version), **self.learner.report(),
+                "image_cache": {"entries": len(self._images), "bytes": self._images.nbytes}}
 
     def close(self) -> None:
-        self._jobs.close()
+        self.learner.close()

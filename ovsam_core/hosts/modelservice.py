@@ -1,0 +1,133 @@
+"""The model of a service (an ML backend, a plugin server) and its answers, one per request item.
+
+A labelling host calls a service over HTTP; the service holds one model, loads it on first use
+(or in the background while the process starts), serialises the model calls, counts what it
+did, says on its health check whether the model is loaded (and why not), and answers a request
+of many items (tasks, samples) item by item: one bad item must not fail the others, and items
+left when the caller stops waiting are not run. No web framework, no host application:
+:class:`ServiceError` carries the HTTP status the service's routes answer with.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar
+
+from .serving import LazyModel, Metrics, overrun_note
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ServiceError(Exception):
+    """A request a service refuses or cannot answer: answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def internal_error(e: BaseException) -> str:
+    """What a caller is told about an unexpected exception (its type only; details go to the log)."""
+    return f"internal error ({type(e).__name__}); see the backend's log"
+
+
+class ServedModel(Generic[T]):
+    """A service's model: ``load()`` once, on first :meth:`get` or in the background
+    (:meth:`warmup`); :attr:`lock` serialises the model calls; :attr:`metrics` counts what the
+    service did.
+
+    Args:
+        name: the model's name in messages (e.g. ``"ovsam-lvis"``).
+        load: builds the model (e.g. an :class:`ovsam_core.Predictor`).
+        value: an already loaded model (then ``load`` is never called).
+        log: where loading is logged (default: this module's logger).
+    """
+
+    def __init__(self, name: str, load: Callable[[], T], value: Optional[T] = None,
+                 log: Optional[logging.Logger] = None) -> None:
+        self.name, self._build = name, load
+        self.log = log or logging.getLogger(__name__)
+        self.lock = threading.Lock()
+        self.metrics = Metrics()
+        self._lazy: LazyModel[T] = LazyModel(self._load, value)
+
+    def _load(self) -> T:
+        self.log.info("loading model %s", self.name)
+        t0 = time.time()
+        value = self._build()
+        self.log.info("model %s loaded (%.1f s)", self.name, time.time() - t0)
+        return value
+
+    @property
+    def value(self) -> Optional[T]:
+        """The model, or None while it is not loaded (never loads it)."""
+        return self._lazy.value
+
+    @property
+    def loaded(self) -> bool:
+        return self._lazy.value is not None
+
+    @property
+    def error(self) -> Optional[str]:
+        """``"Type: message"`` of the last failed load, else None."""
+        return self._lazy.error
+
+    def get(self) -> T:
+        """The model, loaded on first use; :class:`ServiceError` (503) when it cannot be loaded."""
+        try:
+            return self._lazy.get()
+        except Exception as e:  # noqa: BLE001 - reported on health checks and to the caller
+            raise ServiceError(f"the model {self.name!r} could not be loaded: {e}", 503) from None
+
+    def warmup(self) -> threading.Thread:
+        """Load in a daemon thread (call once the worker process has started); a failure is logged."""
+        return self._lazy.start(lambda e: self.log.error("the model %r could not be loaded: %s", self.name, e))
+
+    def status(self, **fields: Any) -> Dict[str, Any]:
+        """A health check's answer (never loads the model): ``{"status": "UP", **fields, "model",
+        "model_loaded"}`` and ``"model_error"`` after a failed load."""
+        out = {"status": "UP", **fields, "model": self.name, "model_loaded": self.loaded}
+        return {**out, "model_error": self.error} if self.error else out
+
+    def report(self, **fields: Any) -> Dict[str, Any]:
+        """A metrics endpoint's answer: ``{"model", **fields, "model_loaded"}`` and
+        :meth:`Metrics.report` (uptime, RSS, counters, the loaded predictor's embedding cache)."""
+        return {"model": self.name, **fields, "model_loaded": self.loaded, **self.metrics.report(self.value)}
+
+
+def answer_each(items: Sequence[T], answer: Callable[[T], R], failed: Callable[[T, str], R], *,
+                user_errors: Tuple[type, ...] = (ServiceError,), limit: float = float("inf"), limit_name: str = "",
+                hint: str = "", log: Optional[logging.Logger] = None, metrics: Optional[Metrics] = None, unit: str = "item",
+                name: Callable[[T], Any] = lambda item: item, failure: str = "no answer") -> List[R]:
+    """``answer(item)`` of each item, in order, started now; one bad item does not fail the others.
+
+    An item whose ``answer`` raises gets ``failed(item, message)`` and counts in ``metrics``
+    (``errors``): a ``user_errors`` exception's own message (logged as a warning), anything else
+    :func:`internal_error` (the traceback is logged, never answered). Once ``limit`` seconds
+    have passed the items left get ``failed(item, note)`` with :func:`overrun_note`'s note
+    (``limit_name``: the setting; ``hint``: how to do large jobs instead), warned on ``log``.
+
+    Args:
+        unit / name: how items are called in the log (``"task"``, ``lambda t: t["id"]``).
+        failure: what the log says an item did not get (e.g. ``"no prediction"``).
+    """
+    log = log or logging.getLogger(__name__)
+    started, out = time.time(), []
+    for n, item in enumerate(items):
+        late = overrun_note(started, n, len(items), limit, hint, log, unit=unit, limit_name=limit_name)
+        if late:
+            return out + [failed(it, late) for it in items[n:]]
+        try:
+            out.append(answer(item))
+        except Exception as e:  # noqa: BLE001 - one bad item must not fail the others
+            if metrics is not None:
+                metrics.add("errors")
+            if isinstance(e, user_errors):
+                log.warning("%s %s: %s: %s", unit, name(item), failure, e)
+                out.append(failed(item, str(e)))
+            else:
+                log.exception("%s %s: %s", unit, name(item), failure)
+                out.append(failed(item, internal_error(e)))
+    return out
