@@ -66,6 +66,7 @@ from .hosts.labelexport import export_all, read_coco, to_coco
 from .hosts.annotator import Annotator, AnnotatorSettings
 from .hosts.relative import (crop_in_pixels, pixels_to_relative, prompt_from_relative, prompt_result_box,
                        relative_box_pixels, relative_iou, relative_mask, paired_ious)
+from .hosts.relative import finite_number, pixels_to_relative_points, relative_box_bounds, relative_to_pixels
 from .hosts.rates import detection_rates, label_accuracy, match_rates, same_label
 from .hosts.classnames import labels_from_classes, labels_from_names, written_names
 from .hosts.objectfields import object_fields
@@ -124,5 +125,6 @@ __all__ = [
     "ServedModel", "ServiceError", "answer_each", "internal_error", "PrototypeLearner",
     "add_model_options", "add_prelabel_options", "grid_options", "prelabel_overrides",
     "label_from_json", "labels_from_json", "merge_labels", "split_names",
+    "finite_number", "pixels_to_relative_points", "relative_box_bounds", "relative_to_pixels",
     "VocabInput", "embedded_source", "vocabulary_from_record", "vocabulary_record", "vocabulary_size", "vocabulary_source",
 ]

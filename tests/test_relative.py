@@ -72,3 +72,33 @@ def test_paired_ious_match_each_prediction_with_its_prompting_truth():
     assert ious == pytest.approx([0.5, 1.0])
     assert ious[0] == pytest.approx(relative_iou([0.0, 0.0, 0.25, 0.5], None, [0.0, 0.0, 0.5, 0.5], None, w, h))
     assert paired_ious([], truths, w, h) == []
+
+
+def test_percent_geometry_is_relative_geometry_times_100():
+    from ovsam_core import finite_number, pixels_to_relative_points, relative_box_bounds, relative_to_pixels
+
+    assert pixels_to_relative(30, 10, 80, 20, 100, 50, scale=100, ndigits=4) == (30.0, 20.0, 50.0, 20.0)
+    assert pixels_to_relative(1, 1, 2, 2, 3, 3, ndigits=3) == (0.333, 0.333, 0.333, 0.333)
+    pts = [(30, 10), (80, 20)]
+    pct = pixels_to_relative_points(pts, 100, 50, 100, 4)
+    assert pct == [[30.0, 20.0], [80.0, 40.0]]
+    assert relative_to_pixels(pct, 100, 50, 100) == [(30.0, 10.0), (80.0, 20.0)]
+    assert relative_to_pixels([(0.5, "0.25")], 40, 20) == [(20.0, 5.0)]
+    assert relative_box_bounds({"x": 10, "y": 20, "width": 30, "height": 40}, 200, 100, scale=100) == (20, 20, 80, 60)
+    rot = relative_box_bounds({"x": 10, "y": 10, "width": 20, "height": 10, "rotation": 90}, 100, 100, scale=100)
+    assert rot == pytest.approx((0, 10, 10, 30))  # turned clockwise about the top-left corner
+    assert finite_number("2.5", "x") == 2.5
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda f: f["relative_to_pixels"]([("a", 1)], 10, 10, 100, "polygon"), "polygon x is not a number: 'a'"),
+    (lambda f: f["relative_to_pixels"]([(1, math.inf)], 10, 10), "point y is not finite: inf"),
+    (lambda f: f["relative_box_bounds"]({"x": 1, "y": 1, "width": None, "height": 1}, 10, 10), "rectangle width is not a number: None"),
+    (lambda f: f["relative_box_bounds"]({"x": 1, "y": 1, "width": 1, "height": 1, "rotation": "nan"}, 10, 10),
+     "rectangle rotation is not finite: 'nan'"),
+])
+def test_bad_host_values_name_what_is_wrong(call, message):
+    import ovsam_core
+
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        call(vars(ovsam_core))

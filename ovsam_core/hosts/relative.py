@@ -6,6 +6,11 @@ instance mask **cropped to its box** (its own resolution, stretched over the box
 turns those into the core's pixel frame (original-image pixels, boxes ``(x0, y0, x1, y1)`` with
 exclusive end) and back: prompts from relative boxes/points, full-size masks from a box + crop,
 the IoU of two such detections, and the box a host shows for a prompt's result.
+
+Other hosts store the same geometry in **percent** (Label Studio: ``x``/``width`` in percent of the
+image's width, ``y``/``height`` of its height, a rectangle's ``rotation`` in degrees clockwise
+about its top-left corner): the functions with a ``scale`` take ``scale=100`` for those
+(1: fractions). Values read from a host's JSON are checked (:func:`finite_number`).
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import numpy as np
 
 from ..masks import crop_iou, resize_nearest
 from ..prompts import Prompt, PromptError
+from .hostprompts import rotated_box_bounds
 
 RelBox = Sequence[float]   # [x, y, w, h], fractions of the image
 
@@ -27,9 +33,50 @@ def relative_box_pixels(box: RelBox, width: int, height: int) -> Tuple[int, int,
     return x0, y0, max(int(round((x + bw) * width)), x0 + 1), max(int(round((y + bh) * height)), y0 + 1)
 
 
-def pixels_to_relative(x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> Tuple[float, ...]:
-    """Relative ``[x, y, w, h]`` of a pixel box (x0, y0, x1, y1)."""
-    return (x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height)
+def pixels_to_relative(x0: float, y0: float, x1: float, y1: float, width: int, height: int, scale: float = 1.0,
+                       ndigits: Optional[int] = None) -> Tuple[float, ...]:
+    """Relative ``[x, y, w, h]`` of a pixel box (x0, y0, x1, y1), times ``scale`` (100: percent),
+    rounded to ``ndigits`` when given."""
+    out = (x0 * scale / width, y0 * scale / height, (x1 - x0) * scale / width, (y1 - y0) * scale / height)
+    return out if ndigits is None else tuple(round(v, ndigits) for v in out)
+
+
+def finite_number(v: Any, what: str) -> float:
+    """``float(v)``; ``ValueError`` naming ``what`` when ``v`` is not a number or not finite."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} is not a number: {v!r}") from None
+    if not math.isfinite(f):
+        raise ValueError(f"{what} is not finite: {v!r}")
+    return f
+
+
+def relative_to_pixels(points: Iterable[Sequence[Any]], width: int, height: int, scale: float = 1.0,
+                       what: str = "point") -> List[Tuple[float, float]]:
+    """Pixel (x, y) of relative points (``scale`` 100: percent); each coordinate must be a finite
+    number (``ValueError`` names ``what`` and the axis, e.g. ``polygon x is not a number``)."""
+    return [(finite_number(p[0], f"{what} x") * width / scale, finite_number(p[1], f"{what} y") * height / scale)
+            for p in points]
+
+
+def pixels_to_relative_points(points: Iterable[Sequence[float]], width: int, height: int, scale: float = 1.0,
+                              ndigits: Optional[int] = None) -> List[List[float]]:
+    """Relative ``[x, y]`` of pixel points (the inverse of :func:`relative_to_pixels`), rounded to ``ndigits``."""
+    out = [[float(x) * scale / width, float(y) * scale / height] for x, y in points]
+    return out if ndigits is None else [[round(x, ndigits), round(y, ndigits)] for x, y in out]
+
+
+def relative_box_bounds(box: Mapping[str, Any], width: int, height: int, scale: float = 1.0,
+                        what: str = "rectangle") -> Tuple[float, float, float, float]:
+    """Axis-aligned pixel (x0, y0, x1, y1) of a relative box ``{"x", "y", "width", "height",
+    "rotation"?}`` (top-left corner, size; degrees clockwise about that corner), as
+    :func:`~ovsam_core.rotated_box_bounds`; ``ValueError`` names a value that is not a finite number."""
+    def num(key: str, size: int) -> float:
+        return finite_number(box.get(key), f"{what} {key}") * size / scale
+
+    return rotated_box_bounds(num("x", width), num("y", height), num("width", width), num("height", height),
+                              finite_number(box.get("rotation", 0) or 0, f"{what} rotation"))
 
 
 def crop_in_pixels(box: RelBox, crop: Optional[np.ndarray], width: int, height: int) -> Tuple[int, int, np.ndarray]:

@@ -1,11 +1,7 @@
-"""Masks -> Label Studio result regions: brush RLE, polygons, rectangles (percent coordinates).
-
-* Brush: Label Studio's own RLE (``label_studio_sdk.converter.brush.mask2rle`` of the 0/255
-  mask; it is not COCO RLE).
-* Polygons: :func:`ovsam_core.mask_to_polygons`: the outer boundary of each 8-connected part of
-  the mask (parts of at least 4 px, up to 100), traced along pixel edges and simplified; one
-  polygon region per part, largest first. These export to COCO. What is left out is reported.
-* Rectangles: the tight box of the mask.
+"""Masks -> Label Studio result regions in percent coordinates (:func:`ovsam_core.pixels_to_relative`
+with ``scale=100``): brush RLE (Label Studio's own, ``label_studio_sdk.converter.brush``; not
+COCO RLE), polygons (:func:`ovsam_core.mask_to_polygons`: one region per part, largest first,
+what is left out reported) and rectangles (the mask's tight box); see the README's *Outputs*.
 """
 from __future__ import annotations
 
@@ -14,14 +10,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ovsam_core import MaskPolygons, mask_to_polygons
+from ovsam_core import MaskPolygons, mask_to_polygons, pixels_to_relative, pixels_to_relative_points
+
+from .regions import brush_mask
 
 
-def new_id() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-# ------------------------------------------------------------------------------------- brush
 def mask_to_brush_rle(mask: np.ndarray) -> List[int]:
     """(H, W) bool -> Label Studio brush RLE."""
     from label_studio_sdk.converter.brush import mask2rle
@@ -30,54 +23,30 @@ def mask_to_brush_rle(mask: np.ndarray) -> List[int]:
 
 
 def brush_rle_to_mask(rle: Sequence[int], height: int, width: int) -> np.ndarray:
-    """Inverse of :func:`mask_to_brush_rle` (alpha channel > 0)."""
-    from label_studio_sdk.converter.brush import decode_rle
-
-    return np.asarray(decode_rle(list(rle)), np.uint8).reshape(height, width, 4)[:, :, 3] > 0
-
-
-# ------------------------------------------------------------------------------------- regions
-def _pct(v: float, total: int) -> float:
-    return round(100.0 * float(v) / float(total), 4)
+    """Inverse of :func:`mask_to_brush_rle` (:func:`~.regions.brush_mask`: alpha channel > 0)."""
+    return brush_mask({"format": "rle", "rle": list(rle)}, width, height)
 
 
 def region(control, value: Dict[str, Any], label: str, width: int, height: int, score: float,
            meta: Optional[Dict[str, Any]] = None, region_id: Optional[str] = None) -> Dict[str, Any]:
     """A result region for ``control`` with its label list filled."""
-    value = dict(value)
-    value[control.result_type] = [label]
-    out: Dict[str, Any] = {
-        "id": region_id or new_id(),
-        "from_name": control.name,
-        "to_name": control.to_name,
-        "type": control.result_type,
-        "original_width": int(width),
-        "original_height": int(height),
-        "image_rotation": 0,
-        "value": value,
-        "score": round(float(score), 6),
-        "readonly": False,
-    }
-    if meta:
-        out["meta"] = meta
-    return out
-
-
-def brush_value(mask: np.ndarray) -> Dict[str, Any]:
-    return {"format": "rle", "rle": mask_to_brush_rle(mask)}
+    out: Dict[str, Any] = {"id": region_id or uuid.uuid4().hex[:10], "from_name": control.name,
+                           "to_name": control.to_name, "type": control.result_type, "original_width": int(width),
+                           "original_height": int(height), "image_rotation": 0,
+                           "value": {**value, control.result_type: [label]}, "score": round(float(score), 6),
+                           "readonly": False}
+    return {**out, "meta": meta} if meta else out
 
 
 def polygon_values(mask: np.ndarray, width: int, height: int, **kw) -> Tuple[List[Dict[str, Any]], MaskPolygons]:
     """Polygon values (percent) of a mask's parts, and what they cover (``kw``: see ``mask_to_polygons``)."""
     res = mask_to_polygons(mask, **kw)
-    return [{"points": [[_pct(x, width), _pct(y, height)] for x, y in poly], "closed": True}
+    return [{"points": pixels_to_relative_points(poly, width, height, 100, 4), "closed": True}
             for poly in res.polygons], res
 
 
 def rectangle_value(box: Tuple[float, float, float, float], width: int, height: int) -> Dict[str, Any]:
-    x0, y0, x1, y1 = box
-    return {"x": _pct(x0, width), "y": _pct(y0, height), "width": _pct(x1 - x0, width),
-            "height": _pct(y1 - y0, height), "rotation": 0}
+    return {**dict(zip(("x", "y", "width", "height"), pixels_to_relative(*box, width, height, 100, 4))), "rotation": 0}
 
 
 def object_regions(control, mask: np.ndarray, box, label: str, width: int, height: int, score: float,
@@ -86,7 +55,7 @@ def object_regions(control, mask: np.ndarray, box, label: str, width: int, heigh
     output ``control``: a brush RLE, its polygons (one per part) or its rectangle; and a note
     when polygons leave small parts out (they stay in the brush output)."""
     if control.kind == "brush":
-        return [region(control, brush_value(mask), label, width, height, score, meta)], None
+        return [region(control, {"format": "rle", "rle": mask_to_brush_rle(mask)}, label, width, height, score, meta)], None
     if control.kind == "rectangle":
         return [region(control, rectangle_value(box, width, height), label, width, height, score, meta)], None
     polys, cover = polygon_values(mask, width, height)

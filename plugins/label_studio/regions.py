@@ -1,20 +1,20 @@
-"""Label Studio regions (percent of the image) <-> prompts and masks (original-image pixels).
+"""Label Studio regions <-> prompts and masks (original-image pixels).
 
-Label Studio stores geometry in percent of the original image: ``x``/``width`` of its width,
-``y``/``height`` of its height; a rectangle's ``rotation`` (degrees, clockwise) turns it about its
-top-left corner. This module converts regions of the kinds the backend reads into
-:class:`ovsam_core.Prompt` objects (keypoints, rectangles) and into masks (rectangles,
-polygons, brush RLE) for learning.
+Label Studio stores geometry in percent of the original image (:mod:`ovsam_core.hosts.relative`
+with ``scale=100``; a rectangle's ``rotation`` turns it clockwise about its top-left corner).
+Keypoints and rectangles become :class:`ovsam_core.Prompt` objects; rectangles, polygons and
+brush RLE become masks for learning.
 """
 from __future__ import annotations
 
-import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ovsam_core import Prompt, click_prompt, clip_point, mask_prompt, polygon_to_mask, rotated_box_bounds
+from ovsam_core import (Prompt, click_prompt, clip_point, mask_prompt, polygon_to_mask, relative_box_bounds,
+                        relative_to_pixels)
 
 from .labels import RESULT_TYPES
 
@@ -23,14 +23,13 @@ class RegionError(ValueError):
     """A region that cannot be read (bad numbers, unknown format)."""
 
 
-def _num(v: Any, what: str) -> float:
+@contextmanager
+def _reading() -> Iterator[None]:
+    """The core's ``ValueError`` for a bad value (it names the value) as a :class:`RegionError`."""
     try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise RegionError(f"{what} is not a number: {v!r}") from None
-    if not math.isfinite(f):
-        raise RegionError(f"{what} is not finite: {v!r}")
-    return f
+        yield
+    except ValueError as e:
+        raise RegionError(str(e)) from None
 
 
 def region_kind(item: Mapping) -> Optional[str]:
@@ -40,30 +39,26 @@ def region_kind(item: Mapping) -> Optional[str]:
 
 def region_labels(item: Mapping) -> List[str]:
     """The labels of a region (``value[<type>]``, e.g. ``value["rectanglelabels"]``)."""
-    value = item.get("value") or {}
-    t = str(item.get("type", "")).lower()
-    labs = value.get(t) if isinstance(value, Mapping) else None
-    if labs is None and isinstance(value, Mapping):
-        for k, v in value.items():
-            if k.endswith("labels") and isinstance(v, list):
-                labs = v
-                break
+    value = item.get("value")
+    if not isinstance(value, Mapping):
+        return []
+    labs = value.get(str(item.get("type", "")).lower())
+    if labs is None:
+        labs = next((v for k, v in value.items() if k.endswith("labels") and isinstance(v, list)), None)
     return [str(x) for x in labs] if isinstance(labs, list) else []
 
 
 def rect_box(value: Mapping, width: int, height: int) -> Tuple[float, float, float, float]:
     """Axis-aligned pixel box (x0, y0, x1, y1) of a (possibly rotated) rectangle value."""
-    return rotated_box_bounds(_num(value.get("x"), "rectangle x") * width / 100.0,
-                              _num(value.get("y"), "rectangle y") * height / 100.0,
-                              _num(value.get("width"), "rectangle width") * width / 100.0,
-                              _num(value.get("height"), "rectangle height") * height / 100.0,
-                              _num(value.get("rotation", 0) or 0, "rectangle rotation"))
+    with _reading():
+        return relative_box_bounds(value, width, height, scale=100)
 
 
 def keypoint_xy(value: Mapping, width: int, height: int) -> Tuple[float, float]:
     """The keypoint's pixel position, moved into the image."""
-    return clip_point(_num(value.get("x"), "keypoint x") * width / 100.0,
-                      _num(value.get("y"), "keypoint y") * height / 100.0, width, height)
+    with _reading():
+        ((x, y),) = relative_to_pixels([(value.get("x"), value.get("y"))], width, height, 100, "keypoint")
+    return clip_point(x, y, width, height)
 
 
 @dataclass(frozen=True)
@@ -106,20 +101,16 @@ def batch_prompts(items: Sequence[Mapping], width: int, height: int, to_name: st
     """One prompt per rectangle and per positive keypoint of an annotation or prediction."""
     out: List[PromptRegion] = []
     for it in items:
-        if not isinstance(it, Mapping) or it.get("to_name") != to_name:
-            continue
         kind = region_kind(it)
-        value = it.get("value") or {}
-        labs = region_labels(it)
+        if (kind not in ("rectangle", "keypoint") or it.get("to_name") != to_name
+                or (kind == "keypoint" and it.get("is_positive", True) is False)):
+            continue
         try:
-            if kind == "rectangle":
-                out.append(PromptRegion(Prompt.from_box(*rect_box(value, width, height)), to_name,
-                                        labs[0] if labs else None, it.get("id")))
-            elif kind == "keypoint" and it.get("is_positive", True) is not False:
-                out.append(PromptRegion(Prompt.from_points([keypoint_xy(value, width, height)]), to_name,
-                                        labs[0] if labs else None, it.get("id")))
+            prompt, _ = region_geometry(it, width, height)
         except RegionError:
             continue
+        labs = region_labels(it)
+        out.append(PromptRegion(prompt, to_name, labs[0] if labs else None, it.get("id")))
     return out
 
 
@@ -148,11 +139,8 @@ def prompt_source(task: Mapping) -> Tuple[List[Mapping], str]:
 def polygon_mask(points_pct: Sequence[Sequence[float]], width: int, height: int) -> np.ndarray:
     """(H, W) bool of a polygon given in percent (:func:`ovsam_core.polygon_to_mask`: pixel centres
     inside); polygons written by :mod:`.outputs` rasterise back to exactly their pixels."""
-    pts = [(_num(p[0], "polygon x") * width / 100.0, _num(p[1], "polygon y") * height / 100.0) for p in points_pct]
-    try:
-        return polygon_to_mask(pts, height, width)
-    except ValueError as e:
-        raise RegionError(str(e)) from None
+    with _reading():
+        return polygon_to_mask(relative_to_pixels(points_pct, width, height, 100, "polygon"), height, width)
 
 
 def brush_mask(value: Mapping, width: int, height: int) -> np.ndarray:
