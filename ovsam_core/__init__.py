@@ -77,6 +77,7 @@ from .hosts.keywords import dataclass_from_mapping
 from .hosts.shared import shared_predictor
 from .hosts.modelservice import ServedModel, ServiceError, answer_each, internal_error
 from .hosts.learner import PrototypeLearner
+from .hosts.outputprelabel import prelabel_outputs
 from .hosts.cliopts import add_model_options, add_prelabel_options, grid_options, prelabel_overrides
 from .hosts.jsonlabels import label_from_json, labels_from_json, merge_labels, split_names
 from .hosts.vocab_source import (VocabInput, embedded_source, vocabulary_from_record, vocabulary_record, vocabulary_size,
@@ -122,7 +123,7 @@ __all__ = [
     "with_entry",
     "install_files", "record_model_download", "require_package", "check_recognition_options",
     "dataclass_from_mapping", "match_rates", "paired_ious",
-    "ServedModel", "ServiceError", "answer_each", "internal_error", "PrototypeLearner",
+    "ServedModel", "ServiceError", "answer_each", "internal_error", "PrototypeLearner", "prelabel_outputs",
     "add_model_options", "add_prelabel_options", "grid_options", "prelabel_overrides",
     "label_from_json", "labels_from_json", "merge_labels", "split_names",
     "finite_number", "pixels_to_relative_points", "relative_box_bounds", "relative_to_pixels",

@@ -176,3 +176,30 @@ def test_learning_off_stores_nothing(tmp_path):
     assert lr.report() == {"learning_queue": 0}
     with pytest.raises(ValueError, match="learning is off"):
         lr.learn("1", "a", None, [])
+
+
+# ------------------------------------------------------------------------------------- prelabel_outputs
+@pytest.mark.parametrize("mode", ["find", "everything"])
+def test_prelabel_outputs_routes_each_object_to_the_outputs_that_allow_its_label(shapes, mode):
+    import threading
+    from pathlib import Path
+
+    from ovsam_core import AutoSettings, HostLabel, load_image, prelabel_outputs
+
+    img = load_image(Path(__file__).resolve().parents[1] / "examples" / "scene.png")
+    circle, square, star = (HostLabel("Circle", "red circle"), HostLabel("Square", "green square"),
+                            HostLabel("Star", "yellow star"))
+    outputs = {"brush": [circle, square], "box": [square, star]}
+    lock = threading.Lock()
+    res, objects = prelabel_outputs(shapes, img, AutoSettings(mode=mode, points_per_side=8), outputs, lock=lock)
+    assert len(objects) == len(res.objects) > 0 and not lock.locked()
+    for o, lab in zip(objects, res.objects):
+        assert o.mask.shape == (img.height, img.width) and o.bbox_xyxy == lab.bbox_xyxy and o.area == lab.object.area
+        assert o.prompt.points is not None and len(o.prompt.points) == 1
+        want = {name for name, labs in outputs.items() if lab.label in {h.name for h in labs}}
+        assert set(o.choices) == want and want  # every label belongs to an output
+        assert all(c == (lab.label, lab.score, [(lab.label, lab.score)]) for c in o.choices.values())
+        assert bool(o.vocabulary_top_k) == (mode == "everything")
+    assert {lab.label for lab in res.objects} <= {"Circle", "Square", "Star"}
+    res, objects = prelabel_outputs(shapes, img, AutoSettings(mode="off"), outputs)
+    assert objects == [] and len(res.objects) == 0

@@ -68,40 +68,22 @@ def create_app(settings: Optional[Settings] = None, backend: Optional[Backend] =
         return reply({"error": "authentication required", "status": 401}, 401,
                      {"WWW-Authenticate": 'Basic realm="ovsam"'})
 
-    @app.get("/health")
-    @app.get("/")
-    def health():
-        return reply(backend.status())
-
-    @app.post("/setup")
-    def setup():
-        return reply(backend.setup(body()))
-
-    @app.post("/predict")
-    def predict():
-        return reply(backend.predict(body()))
-
-    @app.post("/webhook")
-    def webhook():
-        return reply(backend.webhook(body()), 201)
-
-    @app.post("/train")
-    def train():
-        return reply(backend.train(body()))
-
-    @app.get("/versions")
-    def versions():
-        return reply({"versions": [backend.model_version]})
-
-    @app.post("/validate")
-    def validate():
+    def validate() -> dict:
         data = body()
         backend.setup({"schema": data.get("config") or data.get("label_config") or data.get("schema")})
-        return reply({"status": "ok"})
+        return {"status": "ok"}
 
-    @app.get("/metrics")
-    def metrics():
-        return reply(backend.metrics_json())
+    # (method, path, answer, status): the protocol's endpoints (see the table above)
+    for method, path, answer, status in (
+            ("GET", "/health", backend.status, 200), ("GET", "/", backend.status, 200),
+            ("POST", "/setup", lambda: backend.setup(body()), 200),
+            ("POST", "/predict", lambda: backend.predict(body()), 200),
+            ("POST", "/webhook", lambda: backend.webhook(body()), 201),
+            ("POST", "/train", lambda: backend.train(body()), 200),
+            ("GET", "/versions", lambda: {"versions": [backend.model_version]}, 200),
+            ("POST", "/validate", validate, 200),
+            ("GET", "/metrics", backend.metrics_json, 200)):
+        app.add_url_rule(path, path, lambda answer=answer, status=status: reply(answer(), status), methods=[method])
 
     @app.errorhandler(Exception)  # HTTPExceptions (404, 405, 413 ...) too
     def _error(e: Exception):
@@ -118,5 +100,5 @@ def create_app(settings: Optional[Settings] = None, backend: Optional[Backend] =
         return reply({"error": msg, "status": status}, status)
 
     if s.warmup:
-        backend.warmup()
+        backend.model.warmup()
     return app

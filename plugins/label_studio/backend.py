@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ovsam_core import (AutoSettings, ImageCache, LoadedImage, ProjectOptions, PromptError, PrototypeLearner,
-                        ServedModel, ServiceError, __version__, answer_each, label_prompts, prelabel)
+                        PromptObject, ServedModel, ServiceError, __version__, answer_each, label_prompts,
+                        prelabel_outputs)
 
 from . import outputs
 from .fetch import ImageFetchError, ImageFetcher
@@ -33,6 +34,11 @@ LATE_HINT = ("Label Studio waits ML_TIMEOUT_PREDICT seconds for /predict; pre-la
              "`ovsam label-studio prelabel --url <Label Studio URL> --project <id>`, or select fewer tasks")
 
 
+def _data(task: Mapping) -> Mapping:
+    """The task's ``data`` (empty when it has none)."""
+    return task.get("data") if isinstance(task.get("data"), Mapping) else {}
+
+
 class Backend(LearningMixin):
     """Open-vocabulary SAM behind Label Studio's ML-backend protocol.
 
@@ -49,7 +55,6 @@ class Backend(LearningMixin):
         self.fetcher = fetcher or ImageFetcher(settings)
         self.learner = PrototypeLearner(settings.db_path if settings.learn else None, self.model,
                                         settings.max_prototypes, settings.learn_async, log=log)
-        self.store = self.learner.store
         self._images = ImageCache(settings.image_cache_bytes, settings.max_image_pixels, settings.max_image_bytes,
                                   "OVSAM_LS_MAX_IMAGE_PIXELS", self.metrics)
         self._params = ProjectOptions(str(Path(settings.model_dir) / "projects"), settings.auto_settings, "extra_params",
@@ -61,38 +66,24 @@ class Backend(LearningMixin):
         vocab = "labels" if not self.s.vocab else str(self.s.vocab).replace("/", "_")[-40:]
         return f"ovsam-{self.s.model}-{vocab}-{__version__}"
 
-    @property
-    def _predictor(self):
-        return self.model.value
-
     def predictor(self):
         """The :class:`ovsam_core.Predictor`, loaded on first use (once per process; 503 when it cannot be)."""
         return self.model.get()
 
-    def warmup(self):
-        """Load the model in a background thread (call after the worker process has started)."""
-        return self.model.warmup()
-
     def status(self) -> Dict[str, Any]:
         return self.model.status(model_class="ovsam", model_version=self.model_version)
 
-    def prototypes(self, project: str):
-        return self.learner.prototypes(project)
-
     # ================================================================== images
-    def load_task_image(self, ref: Any, task_id: Optional[int]) -> LoadedImage:
+    def _image_for(self, task: Mapping, cfg: ProjectConfig, to_name: str) -> LoadedImage:
+        """The image of ``task`` that ``to_name`` (an ``<Image>``) shows (cached by reference)."""
+        key, tid = cfg.image_key(to_name), task.get("id") if isinstance(task.get("id"), int) else None
+        if key not in _data(task):
+            raise ImageFetchError(f"the task has no data field {key!r} (the label config's <Image value=\"${key}\">)", 422)
+        ref = _data(task)[key]
         if not isinstance(ref, str):
             raise ImageFetchError(f"the task's image value must be a URL string, got {type(ref).__name__}", 422)
-        key = f"{task_id}|{ref}" if "://" in ref and not ref.startswith("http") else ref
-        return self._images.load(key, lambda: self.fetcher.fetch(ref, task_id))
-
-    def _image_for(self, task: Mapping, cfg: ProjectConfig, to_name: str) -> LoadedImage:
-        key = cfg.image_key(to_name)
-        data = task.get("data") if isinstance(task.get("data"), Mapping) else {}
-        if key not in data:
-            raise ImageFetchError(f"the task has no data field {key!r} (the label config's <Image value=\"${key}\">)", 422)
-        tid = task.get("id")
-        return self.load_task_image(data[key], int(tid) if isinstance(tid, int) else None)
+        cache_key = f"{tid}|{ref}" if "://" in ref and not ref.startswith("http") else ref
+        return self._images.load(cache_key, lambda: self.fetcher.fetch(ref, tid))
 
     # ================================================================== protocol: setup
     def setup(self, payload: Mapping, persist: bool = True) -> Dict[str, Any]:
@@ -207,67 +198,59 @@ class Backend(LearningMixin):
         return self._task_result(regions_all, scores_all)
 
     # ================================================================== segmentation + labels
-    def _regions(self, task: Mapping, control, img: LoadedImage, mask: np.ndarray, box, label: str, score: float,
-                 top: Sequence[Tuple[str, float]], vocabulary_top_k) -> List[Dict[str, Any]]:
-        """The regions of one object (``mask`` (H, W) bool, ``box`` pixels) in one output control."""
-        out, note = outputs.object_regions(control, mask, box, label, img.width, img.height, score,
-                                           outputs.region_meta(top, vocabulary_top_k))
-        if note:
-            log.info("task %s: polygons of %s (smaller parts are in the brush output)", task.get("id"), note)
-        return out
+    def _regions(self, task: Mapping, controls: Mapping[str, Any], img: LoadedImage, objects: Sequence[PromptObject],
+                 vocabulary_top_k: bool) -> List[Dict[str, Any]]:
+        """The regions of each object in each output control it has a label for."""
+        regions: List[Dict[str, Any]] = []
+        for o in objects:
+            for name, (label, score, top) in o.choices.items():
+                out, note = outputs.object_regions(controls[name], o.mask, o.bbox_xyxy, label, img.width, img.height,
+                                                   score, outputs.region_meta(top, o.vocabulary_top_k if vocabulary_top_k
+                                                                              else None))
+                if note:
+                    log.info("task %s: polygons of %s (smaller parts are in the brush output)", task.get("id"), note)
+                regions += out
+        return regions
 
     def _segment(self, task: Mapping, cfg: ProjectConfig, img: LoadedImage, prompts: Sequence[PromptRegion],
                  project: str, interactive: bool) -> Tuple[List[Dict[str, Any]], List[float]]:
         """:func:`ovsam_core.label_prompts` with the output controls' labels; their regions."""
-        data = task.get("data") if isinstance(task.get("data"), Mapping) else {}
         controls = {c.name: c for c in cfg.outputs_for(prompts[0].to_name)}
-        labels = {n: c.labels_for(data) for n, c in controls.items()}
+        labels = {n: c.labels_for(_data(task)) for n, c in controls.items()}
         if not any(labels.values()):
             raise BackendError("no labels for the output controls (dynamic labels missing from the task?)", 422)
         objects = label_prompts(
             self.predictor(), img, [p.prompt for p in prompts], labels, vocabulary=self.s.vocab,
-            prototypes=self.prototypes(project), smart_labels=[p.label for p in prompts] if interactive else None,
+            prototypes=self.learner.prototypes(project), smart_labels=[p.label for p in prompts] if interactive else None,
             top_k=self.s.top_k, label_source=self.s.label_source, prototype_weight=self.s.prototype_weight,
             lock=self.model.lock)
-        regions: List[Dict[str, Any]] = []
         for o in objects:
             if o.area == 0:
                 log.info("task %s: empty mask for prompt %s", task.get("id"), o.prompt.to_json())
-                continue
-            for name in controls.keys() - o.choices.keys():
+            for name in (controls.keys() - o.choices.keys()) if o.area else ():
                 log.info("task %s: no evidence for any label of %r (add predicted_values to its <Label>s, "
                          "or annotate a few objects)", task.get("id"), name)
-            for name, (label, score, top) in o.choices.items():
-                regions += self._regions(task, controls[name], img, o.mask, o.bbox_xyxy, label, score, top,
-                                         o.vocabulary_top_k if self.s.vocab else None)
+        regions = self._regions(task, controls, img, objects, bool(self.s.vocab))
         self.metrics.add("regions", len(regions))
         return regions, [o.score for o in objects if o.choices]
 
     def _prelabel(self, task: Mapping, cfg: ProjectConfig, settings: AutoSettings) -> Tuple[List[Dict[str, Any]], List[float]]:
-        """(regions, object scores) of a task without prompts, pre-labelled by :func:`ovsam_core.prelabel`
+        """(regions, object scores) of a task without prompts, pre-labelled by :func:`ovsam_core.prelabel_outputs`
         (``find``: the project's labels as queries against the background vocabulary; ``everything``:
         the model's vocabulary mapped onto them); each object goes to every output control whose
         labels hold it, with its score."""
-        data = task.get("data") if isinstance(task.get("data"), Mapping) else {}
         regions: List[Dict[str, Any]] = []
         scores: List[float] = []
         for to_name in dict.fromkeys(c.to_name for c in cfg.output_controls):
-            controls = cfg.outputs_for(to_name)
-            labels = cfg.labels(data, controls)
+            controls = {c.name: c for c in cfg.outputs_for(to_name)}
+            labels = cfg.labels(_data(task), tuple(controls.values()))
             if not labels:
                 continue
             img = self._image_for(task, cfg, to_name)
-            pred = self.predictor()
-            with self.model.lock:
-                res = prelabel(pred, img, settings, list(labels),
-                               vocabulary=self.s.vocab if settings.mode == "everything" else None)
-            names = {c.name: {lab.name for lab in c.labels_for(data)} for c in controls}
-            for o in res:
-                for c in controls:
-                    if o.label in names[c.name]:
-                        regions += self._regions(task, c, img, o.mask, o.bbox_xyxy, o.label, o.score, [(o.label, o.score)],
-                                                 o.object.top_k if settings.mode == "everything" else None)
-                scores.append(float(o.score))
+            res, objects = prelabel_outputs(self.predictor(), img, settings, {n: c.labels_for(_data(task)) for n, c
+                                            in controls.items()}, vocabulary=self.s.vocab, lock=self.model.lock)
+            regions += self._regions(task, controls, img, objects, True)
+            scores += [float(o.score) for o in res.objects]
             log.info("task %s: %s on %r: %d objects of %d labels (%d unmapped)", task.get("id"), settings.mode,
                      to_name, len(res), len(labels), res.unmapped)
         return regions, scores

@@ -103,12 +103,12 @@ def test_accuracy_rises_after_a_few_annotations_and_survives_a_restart(client_fo
     assert after >= 0.7, (before, after)
     # a new process on the same model dir: prototypes come back from SQLite
     client2, backend2 = client_for()
-    assert backend2 is not backend and len(backend2.prototypes("1")) == 9
+    assert backend2 is not backend and len(backend2.learner.prototypes("1")) == 9
     assert accuracy(client2, docroot, held_out) == after
     # other projects are not affected
     task, regions, objs = scene_task(docroot, 100, 1)
     task["annotations"] = [annotation(regions)]
-    assert len(backend2.prototypes("2")) == 0
+    assert len(backend2.learner.prototypes("2")) == 0
 
 
 def test_async_learning_and_project_deletion(client_for, docroot):
@@ -137,7 +137,7 @@ def test_learning_can_be_disabled(client_for, docroot):
         tasks.append(dict(task, annotations=[ann]))
     r = client.post("/train", json={"annotations": tasks, "project": "1", "label_config": CFG})
     assert r.status_code == 200 and r.get_json()["status"] == "ignored"
-    assert backend.store is None and not backend.s.db_path.exists()
+    assert backend.learner.store is None and not backend.s.db_path.exists()
     m = client.get("/metrics").get_json()
     assert "prototypes" not in m and "prototypes_learned" not in m["counters"]
     assert accuracy(client, docroot, range(100, 103)) == before

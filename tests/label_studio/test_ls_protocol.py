@@ -384,7 +384,7 @@ def test_other_webhook_actions_are_acknowledged(client_for, action):
     assert r.status_code == 201 and r.get_json() == {"status": "ignored", "action": action}
     m = client.get("/metrics").get_json()
     assert m["prototypes"] == {} and m["counters"] == {"webhooks": 1.0}
-    assert m["embedding_cache"]["encoder_calls"] == backend._predictor.encoder_calls
+    assert m["embedding_cache"]["encoder_calls"] == backend.model.value.encoder_calls
     r = client.post("/webhook", json=dict(body, action="ANNOTATION_CREATED"))
     assert r.status_code == 201 and r.get_json()["prototypes"] == 1
     assert client.get("/metrics").get_json()["prototypes"] == {"1": 1}
