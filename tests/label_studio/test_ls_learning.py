@@ -116,7 +116,7 @@ def test_async_learning_and_project_deletion(client_for, docroot):
     task, regions, _ = scene_task(docroot, 5, 1)
     r = client.post("/webhook", json=webhook_body("ANNOTATION_CREATED", task, annotation(regions), CFG))
     assert r.status_code == 201 and r.get_json()["status"] == "queued"
-    backend.flush()
+    backend.learner.flush()
     assert len(prototype_rows(backend)) == 3
     r = client.post("/webhook", json={"action": "PROJECT_DELETED", "project": {"id": 1}})
     assert r.get_json()["deleted"] == 3 and prototype_rows(backend) == []
