@@ -11,20 +11,14 @@ Importing this package imports neither Flask nor label-studio-sdk (``pip install
 """
 from __future__ import annotations
 
+import importlib
+
 __all__ = ["Backend", "BackendError", "Settings", "create_app", "settings_from_env"]
+_MODULE = {"Backend": "backend", "BackendError": "backend", "create_app": "app", "Settings": "settings",
+           "settings_from_env": "settings"}
 
 
 def __getattr__(name: str):
-    if name in ("Backend", "BackendError"):
-        from . import backend
-
-        return getattr(backend, name)
-    if name == "create_app":
-        from .app import create_app
-
-        return create_app
-    if name in ("Settings", "settings_from_env"):
-        from . import settings
-
-        return getattr(settings, name)
-    raise AttributeError(name)
+    if name not in _MODULE:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(f".{_MODULE[name]}", __name__), name)

@@ -164,14 +164,10 @@ def serve(args: argparse.Namespace) -> int:
             raise ValueError(str(e)) from None
         print(f"ok: {b.model_version} loaded on {b.predictor().device}")
         return 0
-    use_gunicorn = args.server == "gunicorn"
-    if args.server == "auto":
-        try:
-            import gunicorn  # noqa: F401
+    from importlib.util import find_spec
 
-            use_gunicorn = os.name == "posix"
-        except ImportError:
-            use_gunicorn = False
+    use_gunicorn = args.server == "gunicorn" or (args.server == "auto" and os.name == "posix"
+                                                  and find_spec("gunicorn") is not None)
     logging.getLogger("ovsam.label_studio").info(
         "serving %s on http://%s:%d (%s)", settings.model, args.host, args.port,
         "gunicorn" if use_gunicorn else "werkzeug")

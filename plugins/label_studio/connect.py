@@ -45,19 +45,18 @@ def connect(settings, images: Path, backend_url: str, labels: Optional[Sequence[
 
         vocab = settings.vocab or get_model_spec(settings.model).vocabulary
         labels = list(dict.fromkeys(load_vocabulary(vocab).display_names()))
-    from .push import LabelStudioApi
+    from .push import label_studio
 
-    api = LabelStudioApi(settings)
-    pid = api("POST", "/api/projects", {"title": title, "label_config": label_config(labels)})["id"]
-    api("POST", "/api/storages/localfiles", {"project": pid, "path": str(folder), "use_blob_urls": True,
-                                             "title": "ovsam images"})
     tasks: List[Dict[str, Any]] = [{"data": {"image": f"/data/local-files/?d={p.relative_to(root).as_posix()}"}}
                                    for p in files]
-    api("POST", f"/api/projects/{pid}/import", tasks)
-    ml = api("POST", "/api/ml", {"url": backend_url, "project": pid, "title": "ovsam", "is_interactive": True})
-    if ml.get("state") not in ("CO", "connected"):
-        raise ValueError(f"Label Studio could not reach the backend at {backend_url} (state {ml.get('state')}); "
+    with label_studio(settings) as ls:
+        pid = ls.projects.create(title=title, label_config=label_config(labels)).id
+        ls.import_storage.local.create(project=pid, path=str(folder), use_blob_urls=True, title="ovsam images")
+        ls.projects.import_tasks(id=pid, request=tasks)
+        ml = ls.ml.create(url=backend_url, project=pid, title="ovsam", is_interactive=True)
+    if ml.state not in ("CO", "connected"):
+        raise ValueError(f"Label Studio could not reach the backend at {backend_url} (state {ml.state}); "
                          "is `ovsam label-studio serve` running, and Label Studio started with "
                          "USE_DEFAULT_BANNED_SUBNETS=false?")
-    return {"project": pid, "tasks": len(tasks), "labels": list(labels), "ml_backend": ml["id"],
-            "url": f"{api.base}/projects/{pid}/data"}
+    return {"project": pid, "tasks": len(tasks), "labels": list(labels), "ml_backend": ml.id,
+            "url": f"{settings.label_studio_url.rstrip('/')}/projects/{pid}/data"}

@@ -1,36 +1,15 @@
-"""Fetching task images safely.
-
-Accepted image references (the task's ``data[<key>]``):
-
-* ``/data/upload/<project>/<file>`` (uploads) and ``/data/local-files/?d=<path>`` (local
-  storage): read from ``upload_dir`` / ``document_root`` when configured (never outside them:
-  ``..``, absolute paths and symlinks that leave the root are refused), else downloaded from
-  ``LABEL_STUDIO_URL`` with its API key;
-* ``s3://``, ``gs://``, ``azure-blob://`` ...: resolved by Label Studio
-  (``/tasks/<id>/presign/?fileuri=...``), which answers with the bytes or a redirect to a
-  presigned URL;
-* ``http(s)://`` URLs: only on Label Studio's host or a host of ``allowed_hosts``;
-* ``data:image/...;base64,...``.
-
-SSRF: every request (and every redirect hop, followed by hand) must go to Label Studio's host
-or an allowed host; the one exception is the redirect Label Studio's presign endpoint answers
-with, which may go to any *public* https address (cloud storage). Addresses are checked after
-DNS resolution: loopback, private, link-local and reserved addresses are refused unless the host
-is Label Studio's or allowlisted. Sizes are capped (``max_image_bytes``) while streaming.
-
-Auth: a legacy token is sent as ``Authorization: Token <key>``; a personal access token (a JWT
-refresh token) is exchanged at ``/api/token/refresh`` for a short-lived access token sent as
-``Bearer`` (renewed on 401). Credentials are only ever sent to Label Studio's host.
+"""Fetching task images safely: which references are accepted and how each is read (local roots,
+Label Studio with its token, presigned cloud URLs, allowed hosts, data URLs), the SSRF and path
+rules and the token handling are in the README's *Images and security* section. Downloads go
+through :func:`ovsam_core.safe_download`; files through :func:`ovsam_core.read_capped_file`.
 """
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from typing import Optional, Tuple
+from typing import Optional
 from urllib.parse import parse_qs, quote, urlparse
 
-from ovsam_core import DownloadError, RefusedSource, data_url_bytes, host_port, read_capped_file, safe_download
+from ovsam_core import ApiToken, DownloadError, RefusedSource, data_url_bytes, host_port, read_capped_file, safe_download
 
 log = logging.getLogger("ovsam.label_studio")
 
@@ -49,18 +28,13 @@ class ForbiddenImageSource(RefusedSource):
         log.warning("image source %s", message)
 
 
-def is_jwt(token: str) -> bool:
-    return token.count(".") == 2 and token.startswith("eyJ")
-
-
 class ImageFetcher:
     """Resolves and downloads task images under the rules of the module docstring."""
 
     def __init__(self, settings, session=None) -> None:
         self.s = settings
         self._session = session
-        self._access: Optional[Tuple[str, float]] = None
-        self._lock = threading.Lock()
+        self.token = ApiToken(settings.api_key, self._exchange)
 
     # ------------------------------------------------------------------ public
     def fetch(self, ref: str, task_id: Optional[int] = None) -> bytes:
@@ -133,30 +107,20 @@ class ImageFetcher:
     def _from_label_studio(self, path: str, presign: bool = False) -> bytes:
         return self._http(self._ls_base() + path, presign=presign)
 
-    def _auth_header(self, force_refresh: bool = False) -> Optional[str]:
-        key = self.s.api_key
-        if not key:
-            return None
-        if not is_jwt(key):
-            return f"Token {key}"
-        with self._lock:
-            if self._access and not force_refresh and self._access[1] > time.time():
-                return f"Bearer {self._access[0]}"
-        r = self.session.post(self._ls_base() + "/api/token/refresh/", json={"refresh": key},
+    def _exchange(self, refresh: str) -> str:
+        """A personal access token (JWT refresh token) -> an access token, at Label Studio's ``/api/token/refresh/``."""
+        r = self.session.post(self._ls_base() + "/api/token/refresh/", json={"refresh": refresh},
                               timeout=self.s.fetch_timeout, allow_redirects=False)
         if r.status_code != 200:
             raise ImageFetchError(f"Label Studio refused the personal access token ({r.status_code}); "
                                   "check LABEL_STUDIO_API_KEY", 502)
-        access = r.json().get("access")
-        with self._lock:
-            self._access = (access, time.time() + 240)  # access tokens live ~5 min
-        return f"Bearer {access}"
+        return r.json().get("access")
 
     def _http(self, url: str, presign: bool = False) -> bytes:
         """:func:`ovsam_core.hosts.safe_download`: Label Studio's host and allowed hosts only, credentials
         to Label Studio only, presigned cloud URLs to public https addresses."""
         def auth(u: str, retry: bool) -> Optional[str]:
-            return self._auth_header(force_refresh=retry) if self._is_ls(u) else None
+            return self.token.header(renew=retry) if self._is_ls(u) else None
 
         return safe_download(url, session=self.session, trusted=self._trusted, auth=auth,
                              max_bytes=self.s.max_image_bytes, timeout=self.s.fetch_timeout,

@@ -69,17 +69,12 @@ class ProjectConfig:
 
     @property
     def output_controls(self) -> Tuple[Control, ...]:
-        out = []
-        for c in self.controls:
-            if c.tag not in OUTPUT_TAGS or c.forced_output is False:
-                continue
-            if c.forced_output is None and c.tag == "RectangleLabels" and c.smart:
-                others = [o for o in self.controls if o.to_name == c.to_name and o.tag in ("BrushLabels", "PolygonLabels")
-                          and o.forced_output is not False]
-                if others:
-                    continue
-            out.append(c)
-        return tuple(out)
+        def masks_beside(c: Control) -> bool:  # a smart RectangleLabels is an output in box-only projects only
+            return any(o.to_name == c.to_name and o.tag in ("BrushLabels", "PolygonLabels") and o.forced_output is not False
+                       for o in self.controls)
+
+        return tuple(c for c in self.controls if c.tag in OUTPUT_TAGS and c.forced_output is not False and not (
+            c.forced_output is None and c.tag == "RectangleLabels" and c.smart and masks_beside(c)))
 
     def control(self, name: str) -> Optional[Control]:
         return next((c for c in self.controls if c.name == name), None)
@@ -92,9 +87,9 @@ class ProjectConfig:
         return merge_labels(*(c.labels_for(data) for c in (self.controls if controls is None else controls)))
 
     def image_key(self, to_name: str) -> str:
-        for c in self.controls:
-            if c.to_name == to_name:
-                return c.image_key
+        key = next((c.image_key for c in self.controls if c.to_name == to_name), None)
+        if key is not None:
+            return key
         raise LabelConfigError(f"no image named {to_name!r} in the label config")
 
 
@@ -115,13 +110,10 @@ def _parse(config: str) -> ProjectConfig:
     for name, c in li._controls.items():  # the SDK exposes controls as a property too; same dict
         if c.tag not in OUTPUT_TAGS and c.tag not in PROMPT_TAGS:
             continue
-        images = [o for o in (c.objects or []) if o.tag == "Image"]
-        if not images:
-            continue
-        obj = images[0]
-        value = obj.attr.get("value") or ""
+        obj = next((o for o in (c.objects or []) if o.tag == "Image"), None)
+        value = (obj.attr.get("value") or "") if obj is not None else ""
         if not value.startswith("$"):
-            continue  # a fixed image URL in the config: nothing task-dependent to label
+            continue  # no image, or a fixed image URL in the config: nothing task-dependent to label
         labels = []
         for key, tag in (c.labels_attrs or {}).items():
             attr = getattr(tag, "attr", {}) or {}
