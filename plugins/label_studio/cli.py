@@ -16,16 +16,7 @@ import logging
 import os
 from pathlib import Path
 
-LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
-
-
-def setup_logging(level_name: str) -> None:
-    """Log at ``level_name`` (``serve`` and each gunicorn worker, :mod:`.wsgi`)."""
-    level = getattr(logging, str(level_name).upper(), logging.INFO)
-    logging.basicConfig(level=level, format=LOG_FORMAT)
-    logging.getLogger().setLevel(level)  # `ovsam` itself configured WARNING before calling us
-    logging.getLogger("ovsam.label_studio").setLevel(level)
-
+APP = "ovsam_plugins.label_studio.wsgi:app"  # what gunicorn serves; each worker imports it after the fork
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     """How the model is loaded and where images are read (``serve`` and ``prelabel``)."""
@@ -131,22 +122,22 @@ def _prelabel(args: argparse.Namespace) -> int:
 
 
 def _connect(args: argparse.Namespace) -> int:
+    from ovsam_core import split_names
+
     from .connect import connect
 
-    labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
-    out = connect(_settings(args), args.folder, args.backend_url, labels, args.title)
+    out = connect(_settings(args), args.folder, args.backend_url, list(split_names(args.labels)) or None, args.title)
     print(f"project {out['project']}: {out['tasks']} images, labels {', '.join(out['labels'])}; backend connected")
     print(f"open {out['url']}, click a task, then click an object with the keypoint tool (Auto-Annotation on)")
     return 0
 
 
 def serve(args: argparse.Namespace) -> int:
-    try:
-        import flask  # noqa: F401
-        import label_studio_sdk  # noqa: F401
-    except ImportError as e:
-        raise ValueError(f"the Label Studio backend needs its extra: pip install \"ovsam[label-studio]\" ({e})") from None
-    setup_logging(args.log_level)
+    from ovsam_core import exec_gunicorn, require_package, setup_logging, use_gunicorn
+
+    for module in ("flask", "label_studio_sdk"):  # the backend's extra
+        require_package(module, "label-studio")
+    setup_logging(args.log_level, "ovsam.label_studio")
     settings = _settings(args)
     from .settings import settings_to_env
 
@@ -164,15 +155,12 @@ def serve(args: argparse.Namespace) -> int:
             raise ValueError(str(e)) from None
         print(f"ok: {b.model_version} loaded on {b.predictor().device}")
         return 0
-    from importlib.util import find_spec
-
-    use_gunicorn = args.server == "gunicorn" or (args.server == "auto" and os.name == "posix"
-                                                  and find_spec("gunicorn") is not None)
+    gunicorn = use_gunicorn(args.server)
     logging.getLogger("ovsam.label_studio").info(
         "serving %s on http://%s:%d (%s)", settings.model, args.host, args.port,
-        "gunicorn" if use_gunicorn else "werkzeug")
-    if use_gunicorn:
-        _exec_gunicorn(args)
+        "gunicorn" if gunicorn else "werkzeug")
+    if gunicorn:
+        exec_gunicorn(APP, f"{args.host}:{args.port}", args.workers, args.threads, args.log_level)
     else:
         from werkzeug.serving import run_simple
 
@@ -180,25 +168,3 @@ def serve(args: argparse.Namespace) -> int:
 
         run_simple(args.host, args.port, create_app(settings), threaded=True, use_reloader=False)
     return 0
-
-
-def _exec_gunicorn(args: argparse.Namespace) -> None:
-    """Replace this process by gunicorn's own command line serving :mod:`.wsgi`.
-
-    This process has imported torch (``ovsam_core``); gunicorn's master never runs the model, so it
-    starts from a clean interpreter that imports gunicorn only, and each worker imports torch
-    and loads the model after the fork (no ``--preload``: CUDA cannot be initialised before a fork).
-    """
-    import sys
-
-    import gunicorn
-
-    os.environ["LOG_LEVEL"] = str(args.log_level)  # the workers' logging (wsgi.py)
-    argv = [sys.executable, "-m", "gunicorn", "--bind", f"{args.host}:{args.port}", "--workers", str(args.workers),
-            "--threads", str(args.threads), "--worker-class", "gthread", "--timeout", "0", "--graceful-timeout", "30",
-            "--access-logfile", "-", "--error-logfile", "-", "--log-level", str(args.log_level).lower()]
-    if gunicorn.version_info >= (25,):  # it opens a control socket under $HOME by default; not needed here
-        argv.append("--no-control-socket")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, [*argv, "ovsam_plugins.label_studio.wsgi:app"])

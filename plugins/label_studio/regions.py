@@ -78,21 +78,16 @@ def interactive_prompt(items: Sequence[Mapping], width: int, height: int,
     box = None
     label = None
     for it in items:
-        if it.get("to_name") != to_name:
-            continue
         kind = region_kind(it)
+        if kind not in ("keypoint", "rectangle") or it.get("to_name") != to_name:
+            continue
         value = it.get("value") or {}
         if kind == "keypoint":
-            x, y = keypoint_xy(value, width, height)
-            positive = it.get("is_positive", True)
-            points.append((x, y, 0 if positive is False or str(positive).lower() == "false" else 1))
-        elif kind == "rectangle":
-            box = rect_box(value, width, height)
+            positive = str(it.get("is_positive", True)).lower() != "false"  # False or "false": negative
+            points.append((*keypoint_xy(value, width, height), int(positive)))
         else:
-            continue
-        labs = region_labels(it)
-        if labs:
-            label = labs[0]
+            box = rect_box(value, width, height)
+        label = next(iter(region_labels(it)), label)
     prompt = click_prompt(points, box)  # None: no box and only negative clicks so far
     return None if prompt is None else PromptRegion(prompt, to_name, label)
 

@@ -3,10 +3,9 @@ logging at ``LOG_LEVEL``, default INFO; ``ovsam label-studio serve`` runs it so)
 
 Do not run gunicorn with ``--preload``: the model must be loaded in each worker after the fork.
 """
-import os
+from ovsam_core import setup_logging
 
 from .app import create_app
-from .cli import setup_logging
 
-setup_logging(os.environ.get("LOG_LEVEL", "INFO"))
+setup_logging(None, "ovsam.label_studio")  # LOG_LEVEL
 app = create_app()
