@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import List, Mapping, Optional, Tuple
 
-from ovsam_core import HostLabel as ProjectLabel, LabelMapper, normalise  # noqa: F401 - re-exported
+from ovsam_core import HostLabel as ProjectLabel, LabelMapper  # noqa: F401 - re-exported
 from ovsam_core import labels_from_json, merge_labels, parse_bool, split_names
 
 #: control tag -> kind
