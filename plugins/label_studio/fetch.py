@@ -29,7 +29,7 @@ class ForbiddenImageSource(RefusedSource):
 
 
 class ImageFetcher:
-    """Resolves and downloads task images under the rules of the module docstring."""
+    """Resolves and downloads task images under the rules of the README's *Images and security*."""
 
     def __init__(self, settings, session=None) -> None:
         self.s = settings
