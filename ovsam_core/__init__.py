@@ -76,7 +76,7 @@ from .hosts.hostinstall import install_files, record_model_download, require_pac
 from .hosts.keywords import dataclass_from_mapping
 from .hosts.shared import shared_predictor
 from .hosts.modelservice import ServedModel, ServiceError, answer_each, internal_error
-from .hosts.learner import PrototypeLearner
+from .hosts.learner import PrototypeLearner, labelled_images
 from .hosts.outputprelabel import prelabel_outputs
 from .hosts.cliopts import add_model_options, add_prelabel_options, grid_options, prelabel_overrides
 from .hosts.jsonlabels import label_from_json, labels_from_json, merge_labels, split_names
@@ -125,7 +125,7 @@ __all__ = [
     "with_entry",
     "install_files", "record_model_download", "require_package", "check_recognition_options",
     "dataclass_from_mapping", "match_rates", "paired_ious",
-    "ServedModel", "ServiceError", "answer_each", "internal_error", "PrototypeLearner", "prelabel_outputs",
+    "ServedModel", "ServiceError", "answer_each", "internal_error", "PrototypeLearner", "labelled_images", "prelabel_outputs",
     "add_model_options", "add_prelabel_options", "grid_options", "prelabel_overrides",
     "label_from_json", "labels_from_json", "merge_labels", "split_names",
     "ApiToken", "is_jwt",

@@ -7,23 +7,71 @@ and model, and re-ranks later predictions with them. :class:`PrototypeLearner` i
 bookkeeping: the store (SQLite, or none when learning is off), the per-project sets predictions
 read (reloaded only after a change), and a job queue so that a host's hook answers at once and
 the model work happens in a background thread. The host turns its payloads into
-:class:`~ovsam_core.hosts.labelprompts.LabelledRegion` lists (original-image pixels) per image.
+:class:`~ovsam_core.hosts.labelprompts.LabelledRegion` lists (original-image pixels) per image;
+:func:`labelled_images` does so given how the host reads an image and a region's geometry.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
+from ..prompts import Prompt
 from .fewshot import PrototypeSet, PrototypeStore
+from .labelmap import HostLabel, LabelMapper
 from .labelprompts import LabelledRegion, PrototypeCache, region_prototypes
 from .modelservice import ServedModel
 from .serving import JobQueue
 
 #: a learning job: runs the work, returns the number of prototypes it stored
 Job = Callable[[], int]
+#: a host's region (e.g. one item of a Label Studio annotation's ``result``)
+R = TypeVar("R")
+
+
+def labelled_images(regions: Iterable[Tuple[Hashable, Optional[str], Optional[str], R]], labels: Sequence[HostLabel],
+                    image_of: Callable[[Hashable], Any],
+                    geometry_of: Callable[[R, Any], Tuple[Optional[Prompt], Optional[np.ndarray]]],
+                    errors: Tuple[type, ...] = (ValueError,), log: Optional[logging.Logger] = None,
+                    name: str = "annotation") -> Iterator[Tuple[Any, List[LabelledRegion]]]:
+    """``(image, its labelled regions)`` per image of one annotation, for :meth:`PrototypeLearner.learn`.
+
+    Args:
+        regions: ``(image key, the region's label as the host wrote it or None, region id, region)``;
+            a region whose label is none of ``labels`` (:class:`~.labelmap.LabelMapper`: value, alias
+            or predicted value) is left out, the others are grouped by image key (first seen first).
+        image_of: the image of a key (e.g. a :class:`~ovsam_core.LoadedImage`, with ``width`` and
+            ``height``), read lazily, one image at a time.
+        geometry_of: ``(prompt, mask)`` of a region on its image, in original-image pixels (mask:
+            (H, W) bool or None); a None prompt (e.g. an empty mask) leaves the region out.
+        errors: what ``image_of`` / ``geometry_of`` raise for an unreadable image or region: it is
+            skipped with a log line that starts with ``name``; other errors propagate.
+    """
+    log = log or logging.getLogger(__name__)
+    mapper = LabelMapper(labels)
+    by_image: Dict[Hashable, List[Tuple[R, str, Optional[str]]]] = {}
+    for key, raw, region_id, region in regions:
+        label = mapper.find(raw) if raw is not None else None
+        if label is not None:
+            by_image.setdefault(key, []).append((region, label.name, region_id))
+    for key, group in by_image.items():
+        try:
+            image = image_of(key)
+        except errors as e:
+            log.info("%s: image not readable: %s", name, e)
+            continue
+        out = []
+        for region, label_name, region_id in group:
+            try:
+                prompt, mask = geometry_of(region, image)
+            except errors as e:
+                log.info("%s: region %s skipped: %s", name, region_id, e)
+                continue
+            if prompt is not None:
+                out.append(LabelledRegion(label_name, region_id, prompt, mask))
+        yield image, out
 
 
 class PrototypeLearner:

@@ -1,22 +1,7 @@
 """Flask 3 app factory implementing Label Studio's ML-backend HTTP protocol.
 
-Endpoints (request/response shapes as Label Studio 1.2x sends and reads them):
-
-========================  =====================================================================
-``GET /health``, ``/``    ``{"status": "UP", "model_class": "ovsam", ...}`` (never loads the model)
-``POST /setup``           ``{"project", "schema", ...}`` -> ``{"model_version": ...}``
-``POST /predict``         ``{"tasks", "label_config", "project", "params": {"context"}}`` ->
-                          ``{"results": [{"result": [...], "score", "model_version"}], "model_version"}``
-``POST /webhook``         ``ANNOTATION_CREATED/UPDATED`` (learn), ``ANNOTATIONS_DELETED``,
-                          ``PROJECT_DELETED``, ``START_TRAINING`` -> 201
-``POST /train``           Label Studio's legacy training call (all annotated tasks)
-``GET /versions``         ``{"versions": [model_version]}``
-``POST /validate``        ``{"config"}`` -> 200 or a 400 saying why the config is unusable
-``GET /metrics``          counters, cache sizes, RSS (JSON)
-========================  =====================================================================
-
-Errors and basic auth: see ``plugins/label_studio/README.md`` (*Errors*, *Images and security*);
-every error is JSON ``{"error": message, "status": code}``, never an HTML page or a traceback.
+Endpoints (with their request/response shapes), errors and basic auth: ``plugins/label_studio/README.md``
+(*Endpoints*, *Errors*, *Images and security*); every error is JSON ``{"error": message, "status": code}``, never an HTML page or a traceback.
 """
 from __future__ import annotations
 

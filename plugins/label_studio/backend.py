@@ -10,19 +10,19 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ovsam_core import (AutoSettings, ImageCache, LabelledRegion, LoadedImage, ProjectOptions, PromptError, PrototypeLearner,
-                        PromptObject, ServedModel, ServiceError, __version__, answer_each, label_prompts,
-                        prelabel_outputs)
+from ovsam_core import (AutoSettings, ImageCache, LoadedImage, ProjectOptions, PromptError, PromptObject,
+                        PrototypeLearner, ServedModel, ServiceError, __version__, answer_each, label_prompts,
+                        labelled_images, prelabel_outputs)
 
 from . import outputs
 from .fetch import ImageFetchError, ImageFetcher
-from .labels import LabelConfigError, LabelMapper, ProjectConfig, parse_label_config
-from .regions import (PromptRegion, RegionError, batch_prompts, interactive_prompt, prompt_source, region_geometry,
-                      region_kind, region_labels)
+from .labels import LabelConfigError, ProjectConfig, parse_label_config
+from .regions import (PromptRegion, RegionError, batch_prompts, interactive_prompt, prompt_items, prompt_source,
+                      region_geometry, region_kind, region_labels)
 
 log = logging.getLogger("ovsam.label_studio")
 
@@ -165,12 +165,12 @@ class Backend:
         return {"result": regions, "score": round(score, 6), "model_version": self.model_version}
 
     def _interactive(self, task: Mapping, cfg: ProjectConfig, items: Sequence, project: str) -> Dict[str, Any]:
-        to_names = [it.get("to_name") for it in items if isinstance(it, Mapping) and region_kind(it) in ("keypoint", "rectangle")]
+        to_names = [it.get("to_name") for it in prompt_items(items)]
         if not to_names:
             log.info("task %s: the interactive context holds no keypoint or rectangle: nothing to segment", task.get("id"))
             return self._task_result([])
         img = self._image_for(task, cfg, to_names[-1])
-        pr = interactive_prompt([it for it in items if isinstance(it, Mapping)], img.width, img.height, to_names[-1])
+        pr = interactive_prompt(items, img.width, img.height, to_names[-1])
         if pr is None:
             log.info("task %s: only negative clicks so far: nothing to segment", task.get("id"))
             return self._task_result([])
@@ -325,37 +325,15 @@ class Backend:
         except LabelConfigError as e:
             log.info("annotation %s: label config not usable: %s", ann_id, e)
             return 0
-        n = self.learner.learn(project, ann_id, str(task.get("id")), self._labelled_images(cfg, task, ann),
+        regions = [(str(it.get("to_name")), next(iter(region_labels(it)), None), it.get("id"), it)
+                   for it in ann.get("result") or [] if region_kind(it) is not None]
+        images = labelled_images(regions, cfg.labels(_data(task)), lambda to_name: self._image_for(task, cfg, to_name),
+                                 lambda it, img: region_geometry(it, img.width, img.height),
+                                 (ImageFetchError, LabelConfigError, RegionError), log, f"annotation {ann_id}")
+        n = self.learner.learn(project, ann_id, str(task.get("id")), images,
                                lambda r, e: log.info("annotation %s: region %s skipped: %s", ann_id, r.region_id, e))
         log.info("annotation %s (task %s): %d prototypes stored", ann_id, task.get("id"), n)
         return n
-
-    def _labelled_images(self, cfg: ProjectConfig, task: Mapping, ann: Mapping) -> Iterator[Tuple[Any, List[LabelledRegion]]]:
-        """(image, its regions with a project label) of each image of the annotation that can be read."""
-        ann_id = ann.get("id")
-        mapper = LabelMapper(cfg.labels(_data(task)))
-        by_image: Dict[str, List[Tuple[Mapping, str]]] = {}
-        for it in ann.get("result") or []:
-            labs = region_labels(it) if isinstance(it, Mapping) and region_kind(it) is not None else []
-            lab = mapper.find(labs[0]) if labs else None
-            if lab is not None:
-                by_image.setdefault(str(it.get("to_name")), []).append((it, lab.name))
-        for to_name, regs in by_image.items():
-            try:
-                img = self._image_for(task, cfg, to_name)
-            except (ImageFetchError, LabelConfigError) as e:
-                log.info("annotation %s: image not readable: %s", ann_id, e)
-                continue
-            regions = []
-            for it, label in regs:
-                try:
-                    prompt, mask = region_geometry(it, img.width, img.height)
-                except RegionError as e:
-                    log.info("annotation %s: region %s skipped: %s", ann_id, it.get("id"), e)
-                    continue
-                if prompt is not None:
-                    regions.append(LabelledRegion(label, it.get("id"), prompt, mask))
-            yield img, regions
 
     # ================================================================== metrics
     def metrics_json(self) -> Dict[str, Any]:

@@ -17,10 +17,8 @@ from ovsam_core import labels_from_json, merge_labels, parse_bool, split_names
 #: control tag -> kind
 OUTPUT_TAGS = {"BrushLabels": "brush", "PolygonLabels": "polygon", "RectangleLabels": "rectangle"}
 PROMPT_TAGS = {"KeyPointLabels": "keypoint", "RectangleLabels": "rectangle"}
-#: result ``type`` -> kind (Label Studio writes the lower-cased tag name)
-RESULT_TYPES = {"keypointlabels": "keypoint", "keypoint": "keypoint", "rectanglelabels": "rectangle",
-                "rectangle": "rectangle", "polygonlabels": "polygon", "polygon": "polygon",
-                "brushlabels": "brush", "brush": "brush"}
+#: result ``type`` -> kind (Label Studio writes the lower-cased tag name, or the kind for a region without labels)
+RESULT_TYPES = {t: kind for tag, kind in {**OUTPUT_TAGS, **PROMPT_TAGS}.items() for t in (tag.lower(), kind)}
 MAX_CONFIG_CHARS = 1_000_000
 
 

@@ -48,19 +48,6 @@ def region_labels(item: Mapping) -> List[str]:
     return [str(x) for x in labs] if isinstance(labs, list) else []
 
 
-def rect_box(value: Mapping, width: int, height: int) -> Tuple[float, float, float, float]:
-    """Axis-aligned pixel box (x0, y0, x1, y1) of a (possibly rotated) rectangle value."""
-    with _reading():
-        return relative_box_bounds(value, width, height, scale=100)
-
-
-def keypoint_xy(value: Mapping, width: int, height: int) -> Tuple[float, float]:
-    """The keypoint's pixel position, moved into the image."""
-    with _reading():
-        ((x, y),) = relative_to_pixels([(value.get("x"), value.get("y"))], width, height, 100, "keypoint")
-    return clip_point(x, y, width, height)
-
-
 @dataclass(frozen=True)
 class PromptRegion:
     """A prompt with where it came from."""
@@ -71,22 +58,25 @@ class PromptRegion:
     source_id: Optional[str] = None
 
 
+def prompt_items(items: Optional[Sequence], to_name: Optional[str] = None) -> List[Mapping]:
+    """The keypoints and rectangles of ``items`` (on the image ``to_name``, when given)."""
+    return [it for it in items or [] if region_kind(it) in ("keypoint", "rectangle")
+            and (to_name is None or it.get("to_name") == to_name)]
+
+
 def interactive_prompt(items: Sequence[Mapping], width: int, height: int,
                        to_name: str) -> Optional[PromptRegion]:
     """One prompt from a smart-tool context: all keypoints (``is_positive``) + the last rectangle."""
     points: List[Tuple[float, float, int]] = []
     box = None
     label = None
-    for it in items:
-        kind = region_kind(it)
-        if kind not in ("keypoint", "rectangle") or it.get("to_name") != to_name:
-            continue
-        value = it.get("value") or {}
-        if kind == "keypoint":
+    for it in prompt_items(items, to_name):
+        prompt, _ = region_geometry(it, width, height)
+        if prompt.box is None:
             positive = str(it.get("is_positive", True)).lower() != "false"  # False or "false": negative
-            points.append((*keypoint_xy(value, width, height), int(positive)))
+            points.append((*prompt.points[0], int(positive)))
         else:
-            box = rect_box(value, width, height)
+            box = prompt.box
         label = next(iter(region_labels(it)), label)
     prompt = click_prompt(points, box)  # None: no box and only negative clicks so far
     return None if prompt is None else PromptRegion(prompt, to_name, label)
@@ -95,26 +85,20 @@ def interactive_prompt(items: Sequence[Mapping], width: int, height: int,
 def batch_prompts(items: Sequence[Mapping], width: int, height: int, to_name: str) -> List[PromptRegion]:
     """One prompt per rectangle and per positive keypoint of an annotation or prediction."""
     out: List[PromptRegion] = []
-    for it in items:
-        kind = region_kind(it)
-        if (kind not in ("rectangle", "keypoint") or it.get("to_name") != to_name
-                or (kind == "keypoint" and it.get("is_positive", True) is False)):
+    for it in prompt_items(items, to_name):
+        if it.get("is_positive", True) is False:
             continue
         try:
             prompt, _ = region_geometry(it, width, height)
         except RegionError:
             continue
-        labs = region_labels(it)
-        out.append(PromptRegion(prompt, to_name, labs[0] if labs else None, it.get("id")))
+        out.append(PromptRegion(prompt, to_name, next(iter(region_labels(it)), None), it.get("id")))
     return out
 
 
 def prompt_source(task: Mapping) -> Tuple[List[Mapping], str]:
     """Prompt regions (rectangles, keypoints) of the task's newest annotation that has any, else
     of another model's prediction (never ovsam's own); and where they came from."""
-    def prompt_items(result) -> List[Mapping]:
-        return [it for it in (result or []) if isinstance(it, Mapping) and region_kind(it) in ("rectangle", "keypoint")]
-
     anns = [a for a in (task.get("annotations") or []) if isinstance(a, Mapping) and not a.get("was_cancelled")]
     anns.sort(key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""), reverse=True)
     for a in anns:
@@ -155,13 +139,16 @@ def brush_mask(value: Mapping, width: int, height: int) -> np.ndarray:
 
 def region_geometry(item: Mapping, width: int, height: int) -> Tuple[Optional[Prompt], Optional[np.ndarray]]:
     """(prompt, mask) describing a human-labelled region: the prompt re-segments it, the mask (when
-    the region has one) is where its appearance is read."""
+    the region has one) is where its appearance is read. A rectangle gives its axis-aligned pixel
+    box (a rotated one: its bounds), a keypoint its (positive) point moved into the image."""
     kind = region_kind(item)
     value = item.get("value") or {}
-    if kind == "rectangle":
-        return Prompt.from_box(*rect_box(value, width, height)), None
-    if kind == "keypoint":
-        return Prompt.from_points([keypoint_xy(value, width, height)]), None
+    with _reading():
+        if kind == "rectangle":
+            return Prompt.from_box(*relative_box_bounds(value, width, height, scale=100)), None
+        if kind == "keypoint":
+            ((x, y),) = relative_to_pixels([(value.get("x"), value.get("y"))], width, height, 100, "keypoint")
+            return Prompt.from_points([clip_point(x, y, width, height)]), None
     if kind == "polygon":
         mask = polygon_mask(value.get("points") or [], width, height)
     elif kind == "brush":

@@ -12,7 +12,7 @@ from ovsam_core import mask_box
 from ovsam_plugins.label_studio import outputs
 from ovsam_plugins.label_studio.labels import parse_label_config
 from ovsam_plugins.label_studio.regions import (RegionError, batch_prompts, brush_mask, interactive_prompt,
-                                                polygon_mask, rect_box, region_geometry)
+                                                polygon_mask, region_geometry)
 
 from ls_helpers import config_xml, keypoint, rectangle
 
@@ -39,6 +39,11 @@ def test_region_values_are_percent():
     assert xs == [30.0, 80.0] and ys == [20.0, 40.0] and pv["closed"] is True
     rv = outputs.rectangle_value(mask_box(m), 100, 50)
     assert rv == {"x": 30.0, "y": 20.0, "width": 50.0, "height": 20.0, "rotation": 0}
+
+
+def rect_box(value, width, height):
+    """A rectangle value's pixel box, as :func:`region_geometry` reads it."""
+    return region_geometry({"type": "rectangle", "value": value}, width, height)[0].box
 
 
 def test_rect_box_rotation():
