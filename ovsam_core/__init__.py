@@ -81,6 +81,7 @@ from .hosts.outputprelabel import prelabel_outputs
 from .hosts.cliopts import add_model_options, add_prelabel_options, grid_options, prelabel_overrides
 from .hosts.jsonlabels import label_from_json, labels_from_json, merge_labels, split_names
 from .hosts.apitoken import ApiToken, is_jwt
+from .hosts.hostapi import HostDownloader
 from .hosts.wsgiserver import exec_gunicorn, gunicorn_argv, setup_logging, use_gunicorn
 from .hosts.vocab_source import (VocabInput, embedded_source, vocabulary_from_record, vocabulary_record, vocabulary_size,
                            vocabulary_source)
@@ -128,7 +129,7 @@ __all__ = [
     "ServedModel", "ServiceError", "answer_each", "internal_error", "PrototypeLearner", "labelled_images", "prelabel_outputs",
     "add_model_options", "add_prelabel_options", "grid_options", "prelabel_overrides",
     "label_from_json", "labels_from_json", "merge_labels", "split_names",
-    "ApiToken", "is_jwt",
+    "ApiToken", "is_jwt", "HostDownloader",
     "exec_gunicorn", "gunicorn_argv", "setup_logging", "use_gunicorn",
     "finite_number", "pixels_to_relative_points", "relative_box_bounds", "relative_to_pixels",
     "VocabInput", "embedded_source", "vocabulary_from_record", "vocabulary_record", "vocabulary_size", "vocabulary_source",
