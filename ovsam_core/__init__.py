@@ -78,11 +78,12 @@ from .hosts.shared import shared_predictor
 from .hosts.modelservice import ServedModel, ServiceError, answer_each, internal_error
 from .hosts.learner import PrototypeLearner, labelled_images
 from .hosts.outputprelabel import prelabel_outputs
-from .hosts.cliopts import add_model_options, add_prelabel_options, grid_options, prelabel_overrides
+from .hosts.cliopts import (add_dataclass_options, add_model_options, add_prelabel_options, dataclass_overrides,
+                            grid_options, option, prelabel_overrides)
 from .hosts.jsonlabels import label_from_json, labels_from_json, merge_labels, split_names
 from .hosts.apitoken import ApiToken, is_jwt
 from .hosts.hostapi import HostDownloader
-from .hosts.wsgiserver import exec_gunicorn, gunicorn_argv, setup_logging, use_gunicorn
+from .hosts.wsgiserver import add_server_options, exec_gunicorn, gunicorn_argv, serve_wsgi, setup_logging, use_gunicorn
 from .hosts.vocab_source import (VocabInput, embedded_source, vocabulary_from_record, vocabulary_record, vocabulary_size,
                            vocabulary_source)
 
@@ -128,9 +129,10 @@ __all__ = [
     "dataclass_from_mapping", "match_rates", "paired_ious",
     "ServedModel", "ServiceError", "answer_each", "internal_error", "PrototypeLearner", "labelled_images", "prelabel_outputs",
     "add_model_options", "add_prelabel_options", "grid_options", "prelabel_overrides",
+    "add_dataclass_options", "dataclass_overrides", "option",
     "label_from_json", "labels_from_json", "merge_labels", "split_names",
     "ApiToken", "is_jwt", "HostDownloader",
-    "exec_gunicorn", "gunicorn_argv", "setup_logging", "use_gunicorn",
+    "exec_gunicorn", "gunicorn_argv", "setup_logging", "use_gunicorn", "add_server_options", "serve_wsgi",
     "finite_number", "pixels_to_relative_points", "relative_box_bounds", "relative_to_pixels",
     "VocabInput", "embedded_source", "vocabulary_from_record", "vocabulary_record", "vocabulary_size", "vocabulary_source",
 ]

@@ -3,13 +3,16 @@
 :func:`add_model_options`: how the model is loaded (``ovsam predict``, ``ovsam label-studio serve``);
 :func:`add_prelabel_options` / :func:`prelabel_overrides`: a host's pre-labelling of images
 without prompts (``ovsam label-studio prelabel``); :func:`grid_options`: the point grid of the
-prompt-free modes. Only argparse; nothing is loaded when they run.
+prompt-free modes; :func:`option` / :func:`add_dataclass_options` / :func:`dataclass_overrides`: a
+settings dataclass declares each setting's command-line option once, on its field. Only argparse;
+nothing is loaded when they run.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Type
 
 
 def add_model_options(s: argparse.ArgumentParser, default_model: str = "ovsam-lvis", *, unset: bool = False,
@@ -63,3 +66,35 @@ def add_prelabel_options(s: argparse.ArgumentParser) -> None:
 def prelabel_overrides(args: argparse.Namespace) -> Dict[str, Any]:
     """``{"auto", "points_per_side", "min_score"}`` as given by :func:`add_prelabel_options` (None: not given)."""
     return {k: getattr(args, k) for k in ("auto", "points_per_side", "min_score")}
+
+
+def option(help: str, *flags: str, **argparse_kw: Any) -> Dict[str, Any]:
+    """A settings field's ``metadata`` (``field(default=..., metadata=option(...))``) for
+    :func:`add_dataclass_options`: the option's help, its flags (default ``--<field-name>``) and
+    other keywords of ``add_argument`` (``type``, ``choices``, ...)."""
+    return {"cli": {"help": help, "flags": flags, **argparse_kw}}
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: Type[Any], *names: str) -> None:
+    """Add the options of the fields ``names`` of the dataclass ``cls``, as their :func:`option`
+    metadata says. ``dest`` is the field's name and the default None (not given, so that the
+    caller's settings, e.g. from environment variables, fill it: :func:`dataclass_overrides`); a
+    ``bool`` field's ``--no-...`` flag stores False (another flag True), an ``int`` / ``float``
+    field's value is converted."""
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    for name in names:
+        spec = dict(by_name[name].metadata["cli"])
+        flags = spec.pop("flags") or ("--" + name.replace("_", "-"),)
+        kind = str(getattr(by_name[name].type, "__name__", by_name[name].type))  # a type, or its name (annotations)
+        if kind == "bool":
+            spec.setdefault("action", "store_false" if flags[0].startswith("--no-") else "store_true")
+        elif kind in ("int", "float"):
+            spec.setdefault("type", int if kind == "int" else float)
+        parser.add_argument(*flags, dest=name, default=None, **spec)
+
+
+def dataclass_overrides(args: argparse.Namespace, cls: Type[Any]) -> Dict[str, Any]:
+    """The fields of the dataclass ``cls`` that ``args`` has and the command line gave (not None);
+    a ``Path`` becomes a ``str``."""
+    given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)}
+    return {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None}

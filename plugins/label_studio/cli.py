@@ -18,23 +18,25 @@ from pathlib import Path
 
 APP = "ovsam_plugins.label_studio.wsgi:app"  # what gunicorn serves; each worker imports it after the fork
 
-def _model_options(p: argparse.ArgumentParser) -> None:
-    """How the model is loaded and where images are read (``serve`` and ``prelabel``)."""
-    from ovsam_core import add_model_options
+
+def _model_options(p: argparse.ArgumentParser, *settings: str) -> None:
+    """How the model is loaded and where images are read (``serve`` and ``prelabel``), and ``settings``."""
+    from ovsam_core import add_dataclass_options, add_model_options
+
+    from .settings import Settings
 
     add_model_options(p, unset=True, quiet=False)
     p.add_argument("--vocab", help="vocabulary: default the project's own labels (+ predicted_values); or a preset "
                                    "(lvis, coco, imagenet21k), a file or a `vocab build` folder, mapped onto the "
                                    "project's labels")
-    p.add_argument("--label-studio-url", "--url", dest="label_studio_url",
-                   help="Label Studio's URL, e.g. for /data/... images (env LABEL_STUDIO_URL)")
-    p.add_argument("--document-root", help="read /data/local-files/?d= paths from this folder "
-                                           "(env LOCAL_FILES_DOCUMENT_ROOT)")
+    add_dataclass_options(p, Settings, "label_studio_url", "document_root", *settings)
 
 
 def register(subparsers) -> None:
     """Add ``label-studio serve | connect | prelabel`` to the ``ovsam`` command line."""
-    from ovsam_core import add_prelabel_options
+    from ovsam_core import add_dataclass_options, add_prelabel_options, add_server_options
+
+    from .settings import Settings
 
     p = subparsers.add_parser("label-studio", help="Label Studio ML backend (interactive + batch pre-annotation)",
                               description="Label Studio ML backend: smart keypoints/rectangles -> masks with "
@@ -44,28 +46,11 @@ def register(subparsers) -> None:
                        description="Serve the ML backend. In Label Studio: Settings > Model > Connect model, "
                                    "URL http://<host>:<port>, 'Interactive preannotations' on. Set LABEL_STUDIO_URL "
                                    "and LABEL_STUDIO_API_KEY so the backend can read uploaded / local-storage images.")
-    s.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; 0.0.0.0 in Docker)")
-    s.add_argument("--port", type=int, default=int(os.environ.get("PORT", 9090)), help="port (default 9090)")
-    _model_options(s)
-    s.add_argument("--data-dir", "--model-dir", dest="model_dir",
-                   help="where the learned prototypes (SQLite) live (env OVSAM_LS_DATA_DIR or MODEL_DIR; default "
-                        "the platform's user data folder, e.g. ~/.local/share/ovsam/label-studio)")
-    s.add_argument("--upload-dir", help="Label Studio's media/upload folder, if readable here")
-    s.add_argument("--allowed-hosts", help="comma-separated extra hosts images may be downloaded from")
-    s.add_argument("--top-k", type=int, default=None, help="alternatives per region in its meta (default 5)")
-    s.add_argument("--label-source", choices=["model", "smart"], default=None,
-                   help="interactive label: the recognised class (model, default) or the smart tool's label (smart)")
-    s.add_argument("--no-learn", dest="learn", action="store_false", default=None,
-                   help="do not learn prototypes from annotations")
-    s.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 1)),
-                   help="gunicorn worker processes, each with its own model (default 1)")
-    s.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", 8)), help="threads per worker (default 8)")
-    s.add_argument("--server", choices=["auto", "gunicorn", "werkzeug"], default="auto",
-                   help="gunicorn (default where installed) or Werkzeug's threaded server")
+    add_server_options(s, port=9090)
+    _model_options(s, "model_dir", "upload_dir", "allowed_hosts", "top_k", "label_source", "learn")
     s.add_argument("--no-warmup", dest="warmup", action="store_false",
                    help="load the model on the first request, not at start")
     s.add_argument("--check", action="store_true", help="load the model once and exit (e.g. in a Docker build)")
-    s.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), help="logging level (default INFO)")
     s.set_defaults(func=serve)
 
     c = sub.add_parser("connect", help="create a Label Studio project for a folder of images, connected to the backend",
@@ -78,7 +63,7 @@ def register(subparsers) -> None:
     c.add_argument("--labels", default=None, help="project labels instead, separated by commas")
     c.add_argument("--backend-url", default="http://127.0.0.1:9090", help="where `serve` listens")
     c.add_argument("--title", default="ovsam", help="project title")
-    c.add_argument("--label-studio-url", help="Label Studio's URL (env LABEL_STUDIO_URL)")
+    add_dataclass_options(c, Settings, "label_studio_url")
     c.set_defaults(func=_connect)
 
     pl = sub.add_parser("prelabel", help="push predictions for every task of a project (large projects; resumable)",
@@ -88,8 +73,7 @@ def register(subparsers) -> None:
                                     "boxes/clicks are segmented from them; the others are pre-labelled with the "
                                     "project's labels (--auto). For projects where 'Retrieve predictions' would "
                                     "outlast Label Studio's ML_TIMEOUT_PREDICT (100 s).")
-    pl.add_argument("--api-key", "--token", dest="api_key",
-                    help="legacy token or personal access token (better: env LABEL_STUDIO_API_KEY; `ps` shows options)")
+    add_dataclass_options(pl, Settings, "api_key")
     pl.add_argument("--project", type=int, required=True, help="project id (the number in /projects/<id>/)")
     add_prelabel_options(pl)
     _model_options(pl)
@@ -99,14 +83,12 @@ def register(subparsers) -> None:
 
 def _settings(args: argparse.Namespace, **fixed):
     """Settings from the environment, overridden by the options given on the command line."""
-    from dataclasses import fields
+    from ovsam_core import dataclass_overrides
 
-    from .settings import Settings, parse_hosts, settings_from_env
+    from .settings import Settings, settings_from_env
 
-    given = {f.name: getattr(args, f.name, None) for f in fields(Settings)}
-    given.update(allowed_hosts=parse_hosts(args.allowed_hosts) if getattr(args, "allowed_hosts", None) else None,
-                 download=False if getattr(args, "no_download", False) else None, **fixed)
-    return settings_from_env(**{k: str(v) if isinstance(v, Path) else v for k, v in given.items()})
+    return settings_from_env(**{**dataclass_overrides(args, Settings),
+                                "download": False if getattr(args, "no_download", False) else None, **fixed})
 
 
 def _prelabel(args: argparse.Namespace) -> int:
@@ -133,18 +115,18 @@ def _connect(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from ovsam_core import exec_gunicorn, require_package, setup_logging, use_gunicorn
+    from ovsam_core import require_package, serve_wsgi, setup_logging
 
     for module in ("flask", "label_studio_sdk"):  # the backend's extra
         require_package(module, "label-studio")
     setup_logging(args.log_level, "ovsam.label_studio")
+    log = logging.getLogger("ovsam.label_studio")
     settings = _settings(args)
     from .settings import settings_to_env
 
     settings.check()  # an unknown model or a mistyped vocabulary path is a usage error now
     os.environ.update(settings_to_env(settings))  # workers (and their reloads) read the same settings
-    logging.getLogger("ovsam.label_studio").info(
-        "learned prototypes: %s%s", settings.db_path, "" if settings.learn else " (learning off)")
+    log.info("learned prototypes: %s%s", settings.db_path, "" if settings.learn else " (learning off)")
     if args.check:
         from .backend import Backend, BackendError
 
@@ -155,16 +137,10 @@ def serve(args: argparse.Namespace) -> int:
             raise ValueError(str(e)) from None
         print(f"ok: {b.model_version} loaded on {b.predictor().device}")
         return 0
-    gunicorn = use_gunicorn(args.server)
-    logging.getLogger("ovsam.label_studio").info(
-        "serving %s on http://%s:%d (%s)", settings.model, args.host, args.port,
-        "gunicorn" if gunicorn else "werkzeug")
-    if gunicorn:
-        exec_gunicorn(APP, f"{args.host}:{args.port}", args.workers, args.threads, args.log_level)
-    else:
-        from werkzeug.serving import run_simple
+    from werkzeug.serving import run_simple
 
-        from .app import create_app
+    from .app import create_app
 
-        run_simple(args.host, args.port, create_app(settings), threaded=True, use_reloader=False)
+    serve_wsgi(args, APP, lambda host, port: run_simple(host, port, create_app(settings), threaded=True,
+                                                        use_reloader=False), log, settings.model)
     return 0

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
-from ovsam_core import PredictorOptions, PrelabelDefaults, dataclass_from_env, dataclass_to_env, env_table
+from ovsam_core import PredictorOptions, PrelabelDefaults, dataclass_from_env, dataclass_to_env, env_table, option
+
+LABEL_SOURCES = ("model", "smart")
 
 
 def parse_hosts(v: str) -> Tuple[str, ...]:
@@ -27,27 +29,38 @@ def default_data_dir() -> Path:
 @dataclass(frozen=True)
 class Settings(PredictorOptions, PrelabelDefaults):
     """Everything the backend is configured with: each field, its environment variable and default
-    are in the README's *Settings* table (``plugins/label_studio/README.md``). The model and
+    are in the README's *Settings* table (``plugins/label_studio/README.md``); a field with a
+    command-line option declares it (:func:`ovsam_core.option`). The model and
     pre-labelling fields are :class:`ovsam_core.PredictorOptions` / :class:`ovsam_core.PrelabelDefaults`
     (a project's ``extra_params`` override the latter: :meth:`~.backend.Backend.auto_settings`);
     ``model_dir`` defaults to :func:`default_data_dir`, never the current directory.
     """
 
-    model_dir: str = ""
-    label_studio_url: Optional[str] = None
-    api_key: Optional[str] = None
-    allowed_hosts: Tuple[str, ...] = ()
-    document_root: Optional[str] = None
-    upload_dir: Optional[str] = None
+    model_dir: str = field(default="", metadata=option(
+        "where the learned prototypes (SQLite) live (env OVSAM_LS_DATA_DIR or MODEL_DIR; default the platform's user "
+        "data folder, e.g. ~/.local/share/ovsam/label-studio)", "--data-dir", "--model-dir"))
+    label_studio_url: Optional[str] = field(default=None, metadata=option(
+        "Label Studio's URL, e.g. for /data/... images (env LABEL_STUDIO_URL)", "--label-studio-url", "--url"))
+    api_key: Optional[str] = field(default=None, metadata=option(
+        "legacy token or personal access token (better: env LABEL_STUDIO_API_KEY; `ps` shows options)",
+        "--api-key", "--token"))
+    allowed_hosts: Tuple[str, ...] = field(default=(), metadata=option(
+        "comma-separated extra hosts images may be downloaded from", type=parse_hosts))
+    document_root: Optional[str] = field(default=None, metadata=option(
+        "read /data/local-files/?d= paths from this folder (env LOCAL_FILES_DOCUMENT_ROOT)"))
+    upload_dir: Optional[str] = field(default=None, metadata=option(
+        "Label Studio's media/upload folder, if readable here"))
     max_image_bytes: int = 64 * 1024 ** 2
     max_image_pixels: int = 100_000_000
     max_body_bytes: int = 32 * 1024 ** 2
     fetch_timeout: float = 30.0
     basic_auth_user: Optional[str] = None
     basic_auth_pass: Optional[str] = None
-    top_k: int = 5
-    label_source: str = "model"
-    learn: bool = True
+    top_k: int = field(default=5, metadata=option("alternatives per region in its meta (default 5)"))
+    label_source: str = field(default="model", metadata=option(
+        "interactive label: the recognised class (model, default) or the smart tool's label (smart)",
+        choices=LABEL_SOURCES))
+    learn: bool = field(default=True, metadata=option("do not learn prototypes from annotations", "--no-learn"))
     prototype_weight: float = 50.0
     max_prototypes: int = 100
     learn_async: bool = True
@@ -59,7 +72,7 @@ class Settings(PredictorOptions, PrelabelDefaults):
     def __post_init__(self) -> None:
         if not self.model_dir:
             object.__setattr__(self, "model_dir", str(default_data_dir()))
-        if self.label_source not in ("model", "smart"):
+        if self.label_source not in LABEL_SOURCES:
             raise ValueError(f"label_source must be 'model' or 'smart', got {self.label_source!r}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
