@@ -133,12 +133,14 @@ def _prompt_action(kind: str):
     return type(f"_{kind}", (_PromptAction,), {"dest_kind": kind})
 
 
-def _predictor(args: argparse.Namespace, quiet: bool = False):
+def _predictor(args: argparse.Namespace, quiet: bool = False, one_image: bool = False):
+    """The Predictor of the model options; ``one_image``: the process encodes a single image, so an
+    OpenVINO encoder need not keep its compiled stages (peak memory: one stage's weights)."""
     from .predictor import Predictor
 
     return Predictor(args.model, weights_dir=args.weights_dir, weights=getattr(args, "weights", None),
                      device=args.device, dtype=args.dtype, progress=not quiet,
-                     download=not getattr(args, "no_download", False))
+                     download=not getattr(args, "no_download", False), resident_encoder=not one_image)
 
 
 def _channels(text: Optional[str]) -> Optional[List[int]]:
@@ -157,10 +159,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if wants_auto(args):
         img = load_image(args.image, channels=_channels(args.channels))
-        return predict_auto(args, _predictor(args, args.quiet), img)
+        # crops (--crop-layers) are encoded one by one: keep the compiled encoder then
+        return predict_auto(args, _predictor(args, args.quiet, one_image=not getattr(args, "crop_layers", 0)), img)
     prompts = parse_prompts(args)
     img = load_image(args.image, channels=_channels(args.channels))
-    pred = _predictor(args, args.quiet).predict(img, prompts, args.vocab, top_k=args.top_k, mode=args.mode)
+    pred = _predictor(args, args.quiet, one_image=True).predict(img, prompts, args.vocab, top_k=args.top_k, mode=args.mode)
     write_outputs(args, prediction_to_json(pred, str(args.image)), img.rgb, pred.objects,
                   lambda o: f"{o.label} ({o.score:.3f})  bbox {list(o.bbox_xyxy)}  area {o.area}")
     return 0

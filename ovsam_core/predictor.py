@@ -156,6 +156,10 @@ class Predictor:
             encoder stage (see :mod:`ovsam_core.weights.paging`): peak memory is one stage's
             weights instead of all, for ~0.1-0.3 s more per encode. Default: on when the
             Predictor loads the model itself (its weights are then known to be unmodified).
+        resident_encoder: keep the compiled OpenVINO encoder stages in memory between encodes
+            (default). ``False`` compiles each stage when an image is encoded and frees it before
+            the next (peak: one stage's weights; ~1-2 s per stage and encode): for a process that
+            encodes one image, such as ``ovsam predict``. No effect on the PyTorch paths.
         cache_bytes: size of the in-memory LRU of embeddings.
         store_dir: optional folder of embeddings on disk (reused across processes).
     """
@@ -173,6 +177,7 @@ class Predictor:
         download: bool = True,
         progress: bool = True,
         low_memory: Optional[bool] = None,
+        resident_encoder: bool = True,
     ) -> None:
         self.device = resolve_device(device)
         validate_precision(dtype, self.device)
@@ -180,6 +185,7 @@ class Predictor:
         if low_memory is None:
             low_memory = isinstance(model, str)
         self.low_memory = low_memory
+        self.resident_encoder = resident_encoder
         if isinstance(model, str):
             model = load_model(model, weights_dir, weights=weights, download=download, progress=progress,
                                device=self.device, with_text="lazy")
@@ -276,7 +282,8 @@ class Predictor:
 
                 say = (lambda msg: print(f"ovsam: {msg}", file=sys.stderr)) if self.progress else None
                 self._ov_encoder = OpenVINOEncoder(self.loaded.model, f"{self.name}:{self.loaded.weights_id}",
-                                                   self.dtype[len("ov-"):], notify=say)
+                                                   self.dtype[len("ov-"):], notify=say,
+                                                   resident=self.resident_encoder)
                 if self.low_memory:  # a first conversion read the PyTorch encoder's weights
                     release_mapped_weights(self.loaded.model)
             except Exception as e:  # noqa: BLE001 - auto must never fail for an optional runtime

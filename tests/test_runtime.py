@@ -228,6 +228,22 @@ def test_openvino_encoder_fp32_and_int8_with_disk_cache(tmp_path):
 
 
 @needs_ov
+def test_openvino_encoder_not_resident_compiles_per_encode_with_the_same_output(tmp_path):
+    """``resident=False`` (``ovsam predict``): no stage stays compiled, the output is the resident one's."""
+    torch.manual_seed(0)
+    m = load_model("ovsam-test").model
+    x = torch.randn(1, 3, m.cfg.image_size, m.cfg.image_size)
+    kept = OpenVINOEncoder(m, "seed:0", "fp32", cache_dir=tmp_path)
+    once = OpenVINOEncoder(m, "seed:0", "fp32", cache_dir=tmp_path, resident=False)
+    assert len(kept.compiled) == 2 and once.compiled == [] and once.released == 0
+    a, b = kept(x), once(x)
+    assert once.compiled == [] and (once.released > 0 or sys.platform != "linux")  # compiled, then freed
+    for u, v in zip((a.embedding, *a.fpn, a.c5), (b.embedding, *b.fpn, b.c5)):
+        assert torch.equal(u, v)
+    assert torch.equal(once(x).embedding, a.embedding)  # and again on the next encode
+
+
+@needs_ov
 def test_predictor_explicit_openvino_on_the_tiny_model(tmp_path, monkeypatch):
     monkeypatch.setenv("OVSAM_CACHE_DIR", str(tmp_path))
     import numpy as np

@@ -108,6 +108,10 @@ class OpenVINOEncoder:
             bundled photographs.
         threads: inference threads (default: torch's thread count).
         notify: called with a one-line message before a (slow, one-off) conversion or calibration.
+        resident: keep both compiled stages in memory (default; a compile from the cached IR takes
+            ~1-2 s a stage). ``False``: each encode compiles a stage, runs it and frees it before the
+            next stage is compiled, so peak memory holds one stage's repacked weights, not both:
+            for a process that encodes once (``ovsam predict``), where it costs no time.
 
     Attributes:
         compiled: the compiled stages, in order; released: bytes of mapped IR dropped after compiling.
@@ -115,7 +119,8 @@ class OpenVINOEncoder:
 
     def __init__(self, model: OVSAM, signature: str, precision: str = "fp32", *,
                  cache_dir: Optional[Path] = None, calibration: Optional[Sequence[torch.Tensor]] = None,
-                 threads: Optional[int] = None, notify: Optional[Callable[[str], None]] = None) -> None:
+                 threads: Optional[int] = None, notify: Optional[Callable[[str], None]] = None,
+                 resident: bool = True) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown OpenVINO precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         if not openvino_available(int8=precision == "int8"):
@@ -166,15 +171,27 @@ class OpenVINOEncoder:
                 if calib is None:
                     calib = calibration_inputs(calib_files, self.image_size)
                 _write_folder(self.dir, lambda tmp: self._quantize(fp32_dir, tmp, calib))
-        # each stage compiled from its file (weights mapped), then its mapped pages dropped (the
-        # plugin works from its repacked copy): the two stages' mapped weights never coexist
-        self.compiled = []
+        self._sources = sources
+        self.resident = resident
         self.released = 0
-        for s, xml in sources.items():
-            hint = INFERENCE_PRECISION[precision][s]
-            self.compiled.append(core.compile_model(str(xml), "CPU", {**self._config, "INFERENCE_PRECISION_HINT": hint}))
-            self.released += release_file_pages(xml.with_suffix(".bin"))
+        self.compiled = [self._compile(s) for s in STAGES] if resident else []
         self._requests = [c.create_infer_request() for c in self.compiled]
+
+    def _compile(self, stage: str):
+        """A stage compiled from its file (weights mapped), then its mapped pages dropped (the plugin
+        works from its repacked copy): the two stages' mapped weights never coexist."""
+        xml = self._sources[stage]
+        hint = INFERENCE_PRECISION[self.precision][stage]
+        compiled = self._core.compile_model(str(xml), "CPU", {**self._config, "INFERENCE_PRECISION_HINT": hint})
+        self.released += release_file_pages(xml.with_suffix(".bin"))
+        return compiled
+
+    def _stage(self, i: int):
+        """(compiled stage ``i``, its infer request): the resident ones, or compiled now."""
+        if self.resident:
+            return self.compiled[i], self._requests[i]
+        c = self._compile(list(STAGES)[i])
+        return c, c.create_infer_request()
 
     def _convert(self, model: OVSAM, out: Path) -> None:
         import openvino as ov
@@ -216,18 +233,20 @@ class OpenVINOEncoder:
         """Encode a (1, 3, S, S) fp32 input; returns fp32 :class:`ImageFeatures` (as extract_features)."""
         import openvino as ov
 
-        first, second = self._requests
-        c1, c2 = self.compiled
+        c1, first = self._stage(0)
         # outputs written straight into arrays of ours, which outlive the requests' memory
         out = {n: np.empty(tuple(c1.output(i).get_shape()), np.float32) for i, n in enumerate(STAGES["stage1"])}
         for i, n in enumerate(STAGES["stage1"]):
             first.set_output_tensor(i, ov.Tensor(out[n], shared_memory=True))
         first.infer({0: x.detach().cpu().float().contiguous().numpy()})
         c1.release_memory()  # stage 1's activations (~0.7 GB fp32 at 1024²) are not held while stage 2 runs
+        del c1, first  # not resident: stage 1's weights go too
+        c2, second = self._stage(1)
         emb = np.empty(tuple(c2.output(0).get_shape()), np.float32)
         second.set_output_tensor(0, ov.Tensor(emb, shared_memory=True))
         second.infer({0: out.pop("tokens")})
         c2.release_memory()  # nor between encodes (re-allocated by the next one: ~0.1 s)
+        del c2, second
         t = {n: torch.from_numpy(v) for n, v in out.items()}
         return ImageFeatures(embedding=torch.from_numpy(emb), fpn=(t["p2"], t["p3"], t["p4"], t["p5"]), c5=t["c5"])
 
