@@ -5,16 +5,19 @@ A labelling host calls a service over HTTP; the service holds one model, loads i
 did, says on its health check whether the model is loaded (and why not), and answers a request
 of many items (tasks, samples) item by item: one bad item must not fail the others, and items
 left when the caller stops waiting are not run. No web framework, no host application:
-:class:`ServiceError` carries the HTTP status the service's routes answer with.
+:class:`ServiceError` carries the HTTP status the service's routes answer with; :func:`request_body`,
+:func:`credentials_match` and :func:`error_answer` are what a route does with a request's body, its
+basic-auth credentials and an exception, whatever the web framework.
 """
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
 from typing import Any, Callable, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar
 
-from .serving import LazyModel, Metrics, overrun_note
+from .serving import LazyModel, Metrics, json_object, overrun_note
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,6 +34,38 @@ class ServiceError(Exception):
 def internal_error(e: BaseException) -> str:
     """What a caller is told about an unexpected exception (its type only; details go to the log)."""
     return f"internal error ({type(e).__name__}); see the backend's log"
+
+
+def request_body(raw: Any) -> Dict[str, Any]:
+    """A request's body (JSON bytes or text) as a dict; a 400 :class:`ServiceError` says what is wrong."""
+    try:
+        return json_object(raw, "the request body")
+    except ValueError as e:
+        raise ServiceError(str(e), 400) from None
+
+
+def credentials_match(user: Optional[str], password: Optional[str], want_user: str, want_password: str) -> bool:
+    """Whether a request's basic-auth ``user`` / ``password`` (None: not sent) are the wanted ones
+    (compared in constant time)."""
+    return (hmac.compare_digest((user or "").encode(), want_user.encode())
+            and hmac.compare_digest((password or "").encode(), want_password.encode()))
+
+
+def error_answer(e: BaseException, http_errors: Tuple[type, ...] = (), too_large: Optional[str] = None,
+                 log: Optional[logging.Logger] = None) -> Tuple[int, str]:
+    """``(status, message)`` that a service answers an exception with: a :class:`ServiceError`'s own;
+    a web framework's HTTP error (``http_errors``, e.g. Werkzeug's ``HTTPException``: its ``code``
+    and ``description``; a 413 says ``too_large`` when given); anything else a 500 with
+    :func:`internal_error` (the traceback goes to ``log``, never to the caller)."""
+    if isinstance(e, ServiceError):
+        return e.status, str(e)
+    if isinstance(e, http_errors):
+        status = getattr(e, "code", None) or 500
+        if status == 413 and too_large:
+            return status, too_large
+        return status, getattr(e, "description", None) or getattr(e, "name", None) or str(e)
+    (log or logging.getLogger(__name__)).error("internal error", exc_info=e)
+    return 500, internal_error(e)
 
 
 class ServedModel(Generic[T]):
