@@ -83,7 +83,7 @@ from .hosts.cliopts import (add_dataclass_options, add_model_options, add_prelab
                             grid_options, option, prelabel_overrides)
 from .hosts.jsonlabels import label_from_json, labels_from_json, merge_labels, split_names
 from .hosts.apitoken import ApiToken, is_jwt
-from .hosts.hostapi import HostDownloader
+from .hosts.hostapi import HostDownloader, parse_hosts
 from .hosts.wsgiserver import add_server_options, exec_gunicorn, gunicorn_argv, serve_wsgi, setup_logging, use_gunicorn
 from .hosts.vocab_source import (VocabInput, embedded_source, vocabulary_from_record, vocabulary_record, vocabulary_size,
                            vocabulary_source)
@@ -129,11 +129,12 @@ __all__ = [
     "install_files", "record_model_download", "require_package", "check_recognition_options",
     "dataclass_from_mapping", "match_rates", "paired_ious",
     "credentials_match", "error_answer", "request_body",
-    "ServedModel", "ServiceError", "answer_each", "internal_error", "PrototypeLearner", "labelled_images", "prelabel_outputs",
+    "ServedModel", "ServiceError", "answer_each", "internal_error", "PrototypeLearner", "labelled_images",
+    "prelabel_outputs",
     "add_model_options", "add_prelabel_options", "grid_options", "prelabel_overrides",
     "add_dataclass_options", "dataclass_overrides", "option",
     "label_from_json", "labels_from_json", "merge_labels", "split_names",
-    "ApiToken", "is_jwt", "HostDownloader",
+    "ApiToken", "is_jwt", "HostDownloader", "parse_hosts",
     "exec_gunicorn", "gunicorn_argv", "setup_logging", "use_gunicorn", "add_server_options", "serve_wsgi",
     "finite_number", "pixels_to_relative_points", "relative_box_bounds", "relative_to_pixels",
     "VocabInput", "embedded_source", "vocabulary_from_record", "vocabulary_record", "vocabulary_size", "vocabulary_source",

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ovsam_core import DownloadError, HostDownloader, RefusedSource
+from ovsam_core import DownloadError, HostDownloader, RefusedSource, parse_hosts
 
 
 @pytest.fixture
@@ -40,6 +40,10 @@ def servers():
     for h in httpds:
         h.shutdown()
         h.server_close()
+
+
+def test_parse_hosts():
+    assert parse_hosts(" a.example, B.example:8080;c ,, ") == ("a.example", "b.example:8080", "c")
 
 
 def test_key_only_to_the_host_and_allowed_hosts_only(servers):

@@ -10,10 +10,15 @@ imported when the first download runs.
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Tuple
 
 from .apitoken import ApiToken
 from .safe_download import DownloadError, host_port, safe_download
+
+
+def parse_hosts(v: str) -> Tuple[str, ...]:
+    """``"a.example, B.example:8080"`` (commas or semicolons) -> lower-case hosts, for ``allowed_hosts``."""
+    return tuple(h.strip().lower() for h in v.replace(";", ",").split(",") if h.strip())
 
 
 class HostDownloader:
@@ -23,7 +28,8 @@ class HostDownloader:
         base_url: the host's server, e.g. ``http://127.0.0.1:8080`` (None: not configured; a
             download from it is a 422 :class:`DownloadError` saying ``missing_url_hint``).
         api_key: a legacy token or a JWT refresh token (:class:`ApiToken`); None: no credentials.
-        allowed_hosts: other hosts (``host`` or ``host:port``, lower case) that may be downloaded from.
+        allowed_hosts: other hosts (``host`` or ``host:port``, lower case: :func:`parse_hosts`) that
+            may be downloaded from.
         max_bytes, timeout: per download (the body is capped while streaming).
         refresh_path: where a JWT refresh token is exchanged (``POST {"refresh": key}`` ->
             ``{"access": ...}``) on ``base_url``.

@@ -68,7 +68,8 @@ def add_server_options(p: argparse.ArgumentParser, port: int = 9090) -> None:
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", port)), help=f"port (default {port})")
     p.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 1)),
                    help="gunicorn worker processes, each with its own model (default 1)")
-    p.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", 8)), help="threads per worker (default 8)")
+    p.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", 8)),
+                   help="threads per worker (default 8)")
     p.add_argument("--server", choices=["auto", "gunicorn", "werkzeug"], default="auto",
                    help="gunicorn (default where installed) or Werkzeug's threaded server")
     p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), help="logging level (default INFO)")

@@ -1,7 +1,8 @@
 """Flask 3 app factory implementing Label Studio's ML-backend HTTP protocol.
 
 Endpoints (with their request/response shapes), errors and basic auth: ``plugins/label_studio/README.md``
-(*Endpoints*, *Errors*, *Images and security*); every error is JSON ``{"error": message, "status": code}``, never an HTML page or a traceback.
+(*Endpoints*, *Errors*, *Images and security*); every error is JSON ``{"error": message, "status": code}``,
+never an HTML page or a traceback.
 """
 from __future__ import annotations
 
@@ -53,8 +54,10 @@ def create_app(settings: Optional[Settings] = None, backend: Optional[Backend] =
     # (looked up on the backend per request: tests replace its methods)
     for method, path, answer, status in (
             ("GET", "/health", lambda: backend.status(), 200), ("GET", "/", lambda: backend.status(), 200),
-            ("POST", "/setup", lambda p: backend.setup(p), 200), ("POST", "/predict", lambda p: backend.predict(p), 200),
-            ("POST", "/webhook", lambda p: backend.webhook(p), 201), ("POST", "/train", lambda p: backend.train(p), 200),
+            ("POST", "/setup", lambda p: backend.setup(p), 200),
+            ("POST", "/predict", lambda p: backend.predict(p), 200),
+            ("POST", "/webhook", lambda p: backend.webhook(p), 201),
+            ("POST", "/train", lambda p: backend.train(p), 200),
             ("GET", "/versions", lambda: {"versions": [backend.model_version]}, 200),
             ("POST", "/validate", validate, 200), ("GET", "/metrics", lambda: backend.metrics_json(), 200)):
         def view(answer=answer, status=status, post=method == "POST") -> Response:
@@ -64,8 +67,8 @@ def create_app(settings: Optional[Settings] = None, backend: Optional[Backend] =
 
     @app.errorhandler(Exception)  # HTTPExceptions (404, 405, 413 ...) too
     def _error(e: Exception):
-        status, msg = error_answer(e, (HTTPException,), log=log,
-                                   too_large=f"request body larger than {s.max_body_bytes} bytes (OVSAM_LS_MAX_BODY_BYTES)")
+        too_large = f"request body larger than {s.max_body_bytes} bytes (OVSAM_LS_MAX_BODY_BYTES)"
+        status, msg = error_answer(e, (HTTPException,), too_large, log)
         backend.metrics.add(f"http_{status}")
         return reply({"error": msg, "status": status}, status)
 

@@ -1,13 +1,9 @@
 """``ovsam label-studio serve | connect | prelabel``: the ML backend (gunicorn, or Werkzeug's threaded
-server), a project for a folder of images, predictions for a whole project.
+server), a project for a folder of images, predictions for a whole project. Registered through the
+``ovsam.cli`` entry point; importing this module imports neither Flask, label-studio-sdk nor torch.
 
-Registered through the ``ovsam.cli`` entry point; importing this module imports neither Flask,
-label-studio-sdk nor torch (they are imported when a command runs).
-
-Secrets are read from the environment only (not from the command line, where ``ps`` shows
-them): ``LABEL_STUDIO_API_KEY`` (legacy token or personal access token), ``BASIC_AUTH_USER`` /
-``BASIC_AUTH_PASS``. Every option of ``serve`` also has an environment variable (README,
-*Settings*); the command line wins. Each option's ``dest`` is the :class:`~.settings.Settings` field it sets.
+Options that are settings are declared on the :class:`~.settings.Settings` fields they set; their
+environment variables, and secrets (read from the environment), are in the README's *Settings*.
 """
 from __future__ import annotations
 

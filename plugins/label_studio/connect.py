@@ -1,11 +1,6 @@
-"""``ovsam label-studio connect``: a ready project in a running Label Studio, in one command.
-
-Creates a project whose labels are the model's vocabulary (or ``--labels``), with smart
-keypoint and rectangle prompts and brush outputs; imports the images of a folder through
-Label Studio's local-files storage; connects the backend (``--backend-url``) with interactive
-pre-annotations on. Talks to Label Studio's REST API with ``LABEL_STUDIO_URL`` and
-``LABEL_STUDIO_API_KEY`` (a personal access token from *Account & Settings*, or a legacy token).
-The folder must lie under Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT``.
+"""``ovsam label-studio connect``: a ready project in a running Label Studio, in one command (see the
+README's introduction): smart keypoint and rectangle prompts, brush outputs, the images of a folder under
+``LOCAL_FILES_DOCUMENT_ROOT`` through local-files storage, the backend connected (interactive).
 """
 from __future__ import annotations
 

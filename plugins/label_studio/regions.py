@@ -7,9 +7,8 @@ brush RLE become masks for learning.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -21,15 +20,6 @@ from .labels import RESULT_TYPES
 
 class RegionError(ValueError):
     """A region that cannot be read (bad numbers, unknown format)."""
-
-
-@contextmanager
-def _reading() -> Iterator[None]:
-    """The core's ``ValueError`` for a bad value (it names the value) as a :class:`RegionError`."""
-    try:
-        yield
-    except ValueError as e:
-        raise RegionError(str(e)) from None
 
 
 def region_kind(item: Mapping) -> Optional[str]:
@@ -117,9 +107,9 @@ def prompt_source(task: Mapping) -> Tuple[List[Mapping], str]:
 # ------------------------------------------------------------------------------------- masks
 def polygon_mask(points_pct: Sequence[Sequence[float]], width: int, height: int) -> np.ndarray:
     """(H, W) bool of a polygon given in percent (:func:`ovsam_core.polygon_to_mask`: pixel centres
-    inside); polygons written by :mod:`.outputs` rasterise back to exactly their pixels."""
-    with _reading():
-        return polygon_to_mask(relative_to_pixels(points_pct, width, height, 100, "polygon"), height, width)
+    inside); polygons written by :mod:`.outputs` rasterise back to exactly their pixels. ``ValueError``
+    names a bad point."""
+    return polygon_to_mask(relative_to_pixels(points_pct, width, height, 100, "polygon"), height, width)
 
 
 def brush_mask(value: Mapping, width: int, height: int) -> np.ndarray:
@@ -140,20 +130,21 @@ def brush_mask(value: Mapping, width: int, height: int) -> np.ndarray:
 def region_geometry(item: Mapping, width: int, height: int) -> Tuple[Optional[Prompt], Optional[np.ndarray]]:
     """(prompt, mask) describing a human-labelled region: the prompt re-segments it, the mask (when
     the region has one) is where its appearance is read. A rectangle gives its axis-aligned pixel
-    box (a rotated one: its bounds), a keypoint its (positive) point moved into the image."""
+    box (a rotated one: its bounds), a keypoint its (positive) point moved into the image; a bad
+    value raises :class:`RegionError` (the core's ``ValueError`` names it)."""
     kind = region_kind(item)
     value = item.get("value") or {}
-    with _reading():
+    try:
         if kind == "rectangle":
             return Prompt.from_box(*relative_box_bounds(value, width, height, scale=100)), None
         if kind == "keypoint":
             ((x, y),) = relative_to_pixels([(value.get("x"), value.get("y"))], width, height, 100, "keypoint")
             return Prompt.from_points([clip_point(x, y, width, height)]), None
-    if kind == "polygon":
-        mask = polygon_mask(value.get("points") or [], width, height)
-    elif kind == "brush":
-        mask = brush_mask(value, width, height)
-    else:
-        return None, None
+        if kind not in ("polygon", "brush"):
+            return None, None
+        points = value.get("points") or []
+        mask = polygon_mask(points, width, height) if kind == "polygon" else brush_mask(value, width, height)
+    except ValueError as e:
+        raise RegionError(str(e)) from None
     prompt = mask_prompt(mask)
     return (prompt, mask) if prompt is not None else (None, None)

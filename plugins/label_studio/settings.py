@@ -9,21 +9,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
-from ovsam_core import PredictorOptions, PrelabelDefaults, dataclass_from_env, dataclass_to_env, env_table, option
+from ovsam_core import (PredictorOptions, PrelabelDefaults, dataclass_from_env, dataclass_to_env, env_table, option,
+                        parse_hosts)
 
 LABEL_SOURCES = ("model", "smart")
-
-
-def parse_hosts(v: str) -> Tuple[str, ...]:
-    """``"a.example, B.example:8080"`` (commas or semicolons) -> lower-case host names."""
-    return tuple(h.strip().lower() for h in v.replace(";", ",").split(",") if h.strip())
-
-
-def default_data_dir() -> Path:
-    """``<platform user data dir>/ovsam/label-studio`` (e.g. ``~/.local/share/ovsam/label-studio``)."""
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("ovsam", appauthor=False)) / "label-studio"
 
 
 @dataclass(frozen=True)
@@ -33,7 +22,7 @@ class Settings(PredictorOptions, PrelabelDefaults):
     command-line option declares it (:func:`ovsam_core.option`). The model and
     pre-labelling fields are :class:`ovsam_core.PredictorOptions` / :class:`ovsam_core.PrelabelDefaults`
     (a project's ``extra_params`` override the latter: :meth:`~.backend.Backend.auto_settings`);
-    ``model_dir`` defaults to :func:`default_data_dir`, never the current directory.
+    ``model_dir`` defaults to the platform's user data folder + ``ovsam/label-studio``, never the current directory.
     """
 
     model_dir: str = field(default="", metadata=option(
@@ -70,8 +59,10 @@ class Settings(PredictorOptions, PrelabelDefaults):
     extra: Dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.model_dir:
-            object.__setattr__(self, "model_dir", str(default_data_dir()))
+        if not self.model_dir:  # e.g. ~/.local/share/ovsam/label-studio
+            from platformdirs import user_data_dir
+
+            object.__setattr__(self, "model_dir", str(Path(user_data_dir("ovsam", appauthor=False)) / "label-studio"))
         if self.label_source not in LABEL_SOURCES:
             raise ValueError(f"label_source must be 'model' or 'smart', got {self.label_source!r}")
         if self.top_k < 1:
