@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from ovsam_core import ServiceError, credentials_match, error_answer, request_body
+from ovsam_core import ServedModel, ServiceError, credentials_match, error_answer, request_body
 
 
 def test_request_body_is_a_json_object_or_a_400():
@@ -41,3 +41,14 @@ def test_error_answer(caplog):
         status, msg = error_answer(e, (HTTPError,), log=logging.getLogger("t"))
     assert status == 500 and "KeyError" in msg and "secret" not in msg
     assert "secret detail" in caplog.text  # the traceback is logged
+
+
+def test_timed_counts_answered_requests():
+    model = ServedModel("m", lambda: object())
+    with model.timed("predict"):
+        pass
+    with pytest.raises(ServiceError):
+        with model.timed("predict"):
+            raise ServiceError("refused")
+    counters = model.metrics.report()["counters"]
+    assert counters["predict_requests"] == 1 and counters["predict_seconds"] >= 0

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+from contextlib import contextmanager
 import threading
 import time
-from typing import Any, Callable, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generic, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from .serving import LazyModel, Metrics, json_object, overrun_note
 
@@ -115,6 +116,15 @@ class ServedModel(Generic[T]):
             return self._lazy.get()
         except Exception as e:  # noqa: BLE001 - reported on health checks and to the caller
             raise ServiceError(f"the model {self.name!r} could not be loaded: {e}", 503) from None
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Count a request that the block answers: ``{name}_requests`` and ``{name}_seconds`` (not
+        when the block raises)."""
+        t0 = time.time()
+        yield
+        self.metrics.add(f"{name}_seconds", time.time() - t0)
+        self.metrics.add(f"{name}_requests")
 
     def warmup(self) -> threading.Thread:
         """Load in a daemon thread (call once the worker process has started); a failure is logged."""

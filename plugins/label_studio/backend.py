@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -77,10 +76,6 @@ class Backend:
         vocab = "labels" if not self.s.vocab else str(self.s.vocab).replace("/", "_")[-40:]
         return f"ovsam-{self.s.model}-{vocab}-{__version__}"
 
-    def predictor(self):
-        """The :class:`ovsam_core.Predictor`, loaded on first use (once per process; 503 when it cannot be)."""
-        return self.model.get()
-
     def status(self) -> Dict[str, Any]:
         return self.model.status(model_class="ovsam", model_version=self.model_version)
 
@@ -126,35 +121,30 @@ class Backend:
         config = payload.get("label_config") or payload.get("schema")
         if not config:
             raise BackendError("'label_config' is missing", 400)
-        try:
-            cfg = parse_label_config(config)
-        except LabelConfigError as e:
-            raise BackendError(str(e), 400) from None
+        cfg = parse_label_config(config)  # a LabelConfigError is a 400
         params = payload.get("params") if isinstance(payload.get("params"), Mapping) else {}
         context = params.get("context") if "context" in params else payload.get("context")
         project = project_key(payload.get("project"))
-        t0 = time.time()
-        if isinstance(context, Mapping) and context.get("result"):
-            log.debug("interactive context: %s", str(context)[:4000])
-            if not tasks:
-                raise BackendError("interactive request without a task", 400)
-            if not isinstance(context.get("result"), list):
-                raise BackendError("'context.result' must be a list of regions", 400)
-            try:
-                results = [self._interactive(tasks[0], cfg, context["result"], project)]
-            except (ImageFetchError, RegionError, PromptError) as e:
-                self.metrics.add("errors")
-                raise BackendError(str(e), getattr(e, "status", 422)) from None
-            self.metrics.add("interactive_requests")
-        else:
-            # a failed task has no "result" key: Label Studio logs it and stores nothing for it
-            results = answer_each(tasks, lambda t: self._batch(t, cfg, project), self._no_result,
-                                  user_errors=TASK_ERRORS, limit=self.s.ml_timeout, limit_name="ML_TIMEOUT_PREDICT",
-                                  hint=LATE_HINT, log=log, metrics=self.metrics, unit="task",
-                                  name=lambda t: t.get("id"), failure="no prediction")
-            self.metrics.add("batch_tasks", len(tasks))
-        self.metrics.add("predict_seconds", time.time() - t0)
-        self.metrics.add("predict_requests")
+        with self.model.timed("predict"):
+            if isinstance(context, Mapping) and context.get("result"):
+                log.debug("interactive context: %s", str(context)[:4000])
+                if not tasks:
+                    raise BackendError("interactive request without a task", 400)
+                if not isinstance(context.get("result"), list):
+                    raise BackendError("'context.result' must be a list of regions", 400)
+                try:
+                    results = [self._interactive(tasks[0], cfg, context["result"], project)]
+                except (ImageFetchError, RegionError, PromptError) as e:
+                    self.metrics.add("errors")
+                    raise BackendError(str(e), getattr(e, "status", 422)) from None
+                self.metrics.add("interactive_requests")
+            else:
+                # a failed task has no "result" key: Label Studio logs it and stores nothing for it
+                results = answer_each(tasks, lambda t: self._batch(t, cfg, project), self._no_result,
+                                      user_errors=TASK_ERRORS, limit=self.s.ml_timeout,
+                                      limit_name="ML_TIMEOUT_PREDICT", hint=LATE_HINT, log=log, metrics=self.metrics,
+                                      unit="task", name=lambda t: t.get("id"), failure="no prediction")
+                self.metrics.add("batch_tasks", len(tasks))
         return {"results": results, "model_version": self.model_version}
 
     def _no_result(self, task: Mapping, message: str) -> Dict[str, Any]:
@@ -231,7 +221,7 @@ class Backend:
         if not any(labels.values()):
             raise BackendError("no labels for the output controls (dynamic labels missing from the task?)", 422)
         objects = label_prompts(
-            self.predictor(), img, [p.prompt for p in prompts], labels, vocabulary=self.s.vocab,
+            self.model.get(), img, [p.prompt for p in prompts], labels, vocabulary=self.s.vocab,
             prototypes=self.learner.prototypes(project), smart_labels=[p.label for p in prompts] if interactive else None,
             top_k=self.s.top_k, label_source=self.s.label_source, prototype_weight=self.s.prototype_weight,
             lock=self.model.lock)
@@ -258,7 +248,7 @@ class Backend:
             if not labels:
                 continue
             img = self._image_for(task, cfg, to_name)
-            res, objects = prelabel_outputs(self.predictor(), img, settings, {n: c.labels_for(_data(task)) for n, c
+            res, objects = prelabel_outputs(self.model.get(), img, settings, {n: c.labels_for(_data(task)) for n, c
                                             in controls.items()}, vocabulary=self.s.vocab, lock=self.model.lock)
             regions += self._regions(task, controls, img, objects, True)
             scores += [float(o.score) for o in res.objects]

@@ -128,10 +128,10 @@ def serve(args: argparse.Namespace) -> int:
 
         b = Backend(settings.with_(warmup=False))
         try:
-            b.predictor()
+            predictor = b.model.get()
         except BackendError as e:
             raise ValueError(str(e)) from None
-        print(f"ok: {b.model_version} loaded on {b.predictor().device}")
+        print(f"ok: {b.model_version} loaded on {predictor.device}")
         return 0
     from werkzeug.serving import run_simple
 

@@ -6,13 +6,12 @@ README's *A label config* and *Labels* sections describe. :class:`ProjectLabel` 
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import List, Mapping, Optional, Tuple
 
 from ovsam_core import HostLabel as ProjectLabel, LabelMapper  # noqa: F401 - re-exported
-from ovsam_core import labels_from_json, merge_labels, parse_bool, split_names
+from ovsam_core import ServiceError, labels_from_json, merge_labels, parse_bool, split_names
 
 #: control tag -> kind
 OUTPUT_TAGS = {"BrushLabels": "brush", "PolygonLabels": "polygon", "RectangleLabels": "rectangle"}
@@ -22,8 +21,8 @@ RESULT_TYPES = {t: kind for tag, kind in {**OUTPUT_TAGS, **PROMPT_TAGS}.items() 
 MAX_CONFIG_CHARS = 1_000_000
 
 
-class LabelConfigError(ValueError):
-    """The label config cannot be used by this backend; the message says why."""
+class LabelConfigError(ServiceError, ValueError):
+    """The label config cannot be used by this backend; the message says why (answered with a 400)."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,6 @@ class ProjectConfig:
     """The parts of a label config this backend uses."""
 
     controls: Tuple[Control, ...]
-    digest: str
 
     @property
     def prompt_controls(self) -> Tuple[Control, ...]:
@@ -126,7 +124,7 @@ def _parse(config: str) -> ProjectConfig:
             dynamic_field=dyn[1:] if isinstance(dyn, str) and dyn.startswith("$") else None,
             smart=flag("smart") or flag("smartOnly"),
             forced_output=False if flag("ovsam_skip") else True if flag("ovsam_output") else None))
-    cfg = ProjectConfig(tuple(controls), hashlib.sha256(config.encode()).hexdigest()[:16])
+    cfg = ProjectConfig(tuple(controls))
     if not cfg.output_controls:
         raise LabelConfigError(
             "the label config has no output this backend can fill: add a BrushLabels, PolygonLabels or "

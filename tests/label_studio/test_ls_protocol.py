@@ -333,6 +333,12 @@ def test_unreadable_image_in_interactive_mode_is_4xx_json(client, docroot):
         assert "Traceback" not in r.get_data(as_text=True)
 
 
+def test_region_on_an_unknown_image_is_a_400_not_an_internal_error(client):
+    ctx = {"result": [{**keypoint(10, 10, W, H), "to_name": "no_such_image"}]}
+    r = client.post("/predict", json=predict_body([ls_task()], config_xml(), ctx))
+    assert r.status_code == 400 and "no image named 'no_such_image'" in r.get_json()["error"]
+
+
 def test_body_too_large_is_413_json(client_for):
     client, _ = client_for(max_body_bytes=1000)
     r = client.post("/predict", data=json.dumps({"tasks": [], "pad": "x" * 5000}), content_type="application/json")
