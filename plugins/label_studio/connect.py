@@ -4,7 +4,6 @@ README's introduction): smart keypoint and rectangle prompts, brush outputs, the
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 from xml.sax.saxutils import quoteattr
@@ -25,11 +24,10 @@ def label_config(labels: Sequence[str]) -> str:
 def connect(settings, images: Path, backend_url: str, labels: Optional[Sequence[str]] = None,
             title: str = "ovsam", document_root: Optional[str] = None) -> Dict[str, Any]:
     """Create the project, import ``images``, connect the backend; returns ids and URLs."""
-    root = Path(document_root or os.environ.get("LOCAL_FILES_DOCUMENT_ROOT") or "").resolve()
-    folder = images.resolve()
-    if not os.environ.get("LOCAL_FILES_DOCUMENT_ROOT") and not document_root:
+    if not (document_root or settings.document_root):  # settings: from LOCAL_FILES_DOCUMENT_ROOT
         raise ValueError("set LOCAL_FILES_DOCUMENT_ROOT to the folder Label Studio serves local files from "
                          "(the same value Label Studio was started with)")
+    root, folder = Path(document_root or settings.document_root).resolve(), images.resolve()
     if folder != root and root not in folder.parents:
         raise ValueError(f"{folder} is not under LOCAL_FILES_DOCUMENT_ROOT={root}")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
