@@ -76,7 +76,7 @@ from .hosts.hostinstall import install_files, record_model_download, require_pac
 from .hosts.keywords import dataclass_from_mapping
 from .hosts.shared import shared_predictor
 from .hosts.modelservice import (ServedModel, ServiceError, answer_each, credentials_match, error_answer, internal_error,
-                                 request_body)
+                                 request_body, service_errors)
 from .hosts.learner import PrototypeLearner, labelled_images
 from .hosts.outputprelabel import prelabel_outputs
 from .hosts.cliopts import (add_dataclass_options, add_model_options, add_prelabel_options, dataclass_overrides,
@@ -129,7 +129,7 @@ __all__ = [
     "install_files", "record_model_download", "require_package", "check_recognition_options",
     "dataclass_from_mapping", "match_rates", "paired_ious",
     "credentials_match", "error_answer", "request_body",
-    "ServedModel", "ServiceError", "answer_each", "internal_error", "PrototypeLearner", "labelled_images",
+    "ServedModel", "ServiceError", "service_errors", "answer_each", "internal_error", "PrototypeLearner", "labelled_images",
     "prelabel_outputs",
     "add_model_options", "add_prelabel_options", "grid_options", "prelabel_overrides",
     "add_dataclass_options", "dataclass_overrides", "option",

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from ovsam_core import (LabelledRegion, Prompt, PrototypeLearner, ServedModel, ServiceError, answer_each,
-                        internal_error)
+from ovsam_core import (LabelledRegion, Metrics, Prompt, PrototypeLearner, ServedModel, ServiceError, answer_each,
+                        internal_error, service_errors)
 
 
 # ------------------------------------------------------------------------------------- ServedModel
@@ -203,3 +203,25 @@ def test_prelabel_outputs_routes_each_object_to_the_outputs_that_allow_its_label
     assert {lab.label for lab in res.objects} <= {"Circle", "Square", "Star"}
     res, objects = prelabel_outputs(shapes, img, AutoSettings(mode="off"), outputs)
     assert objects == [] and len(res.objects) == 0
+
+
+# ------------------------------------------------------------------------------------- service_errors
+def test_service_errors_turns_the_named_errors_into_service_errors():
+    with pytest.raises(ServiceError) as e, service_errors(prefix="extra_params: "):
+        raise ValueError("bad value")
+    assert str(e.value) == "extra_params: bad value" and e.value.status == 400
+
+    class Refused(KeyError):
+        status = 403
+
+    metrics = Metrics()
+    with pytest.raises(ServiceError) as e, service_errors((KeyError,), 422, metrics=metrics):
+        raise Refused("no")
+    assert e.value.status == 403 and metrics.snapshot()["errors"] == 1  # the error's own status wins
+    with pytest.raises(ServiceError) as e, service_errors((KeyError,), 422, metrics=metrics):
+        raise KeyError("x")
+    assert e.value.status == 422 and metrics.snapshot()["errors"] == 2
+    with pytest.raises(TypeError), service_errors():  # other errors pass unchanged
+        raise TypeError("not mine")
+    with service_errors():
+        pass

@@ -5,9 +5,10 @@ A labelling host calls a service over HTTP; the service holds one model, loads i
 did, says on its health check whether the model is loaded (and why not), and answers a request
 of many items (tasks, samples) item by item: one bad item must not fail the others, and items
 left when the caller stops waiting are not run. No web framework, no host application:
-:class:`ServiceError` carries the HTTP status the service's routes answer with; :func:`request_body`,
-:func:`credentials_match` and :func:`error_answer` are what a route does with a request's body, its
-basic-auth credentials and an exception, whatever the web framework.
+:class:`ServiceError` carries the HTTP status the service's routes answer with (:func:`service_errors`
+turns a block's errors into one); :func:`request_body`, :func:`credentials_match` and
+:func:`error_answer` are what a route does with a request's body, its basic-auth credentials and
+an exception, whatever the web framework.
 """
 from __future__ import annotations
 
@@ -30,6 +31,20 @@ class ServiceError(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+@contextmanager
+def service_errors(errors: Tuple[type, ...] = (ValueError,), status: int = 400, prefix: str = "",
+                   metrics: Optional[Metrics] = None) -> Iterator[None]:
+    """Turn ``errors`` raised inside the block into a :class:`ServiceError`: ``prefix`` + the
+    error's message, with the error's own ``status`` attribute if it has one, else ``status``
+    (``metrics``: counts it as ``errors``). Other exceptions pass unchanged."""
+    try:
+        yield
+    except errors as e:
+        if metrics is not None:
+            metrics.add("errors")
+        raise ServiceError(prefix + str(e), getattr(e, "status", status)) from None
 
 
 def internal_error(e: BaseException) -> str:

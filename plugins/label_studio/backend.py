@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ovsam_core import (AutoSettings, ImageCache, LoadedImage, ProjectOptions, PromptError, PromptObject,
+from ovsam_core import (AutoSettings, HostLabel, ImageCache, LoadedImage, ProjectOptions, PromptError, PromptObject,
                         PrototypeLearner, ServedModel, ServiceError, __version__, answer_each, label_prompts,
-                        labelled_images, prelabel_outputs)
+                        labelled_images, merge_labels, prelabel_outputs, service_errors)
 
 from . import outputs
 from .fetch import ImageFetchError, ImageFetcher
@@ -95,23 +95,19 @@ class Backend:
     def setup(self, payload: Mapping, persist: bool = True) -> Dict[str, Any]:
         """Check the label config; keep the project's ``extra_params`` (pre-labelling choices)."""
         schema = payload.get("schema") or payload.get("label_config")
-        try:
+        with service_errors():  # a LabelConfigError too
             if schema:
                 parse_label_config(schema)
             if "project" in payload:
                 self._params.set(project_key(payload.get("project")), payload.get("extra_params"), persist)
             else:
                 self._params.parse(payload.get("extra_params"))
-        except ValueError as e:  # LabelConfigError too
-            raise BackendError(str(e), 400) from None
         return {"model_version": self.model_version}
 
     def auto_settings(self, project: str) -> AutoSettings:
         """The :class:`ovsam_core.AutoSettings` of ``project`` (settings + its ``extra_params``)."""
-        try:
+        with service_errors(prefix="extra_params: "):
             return self.s.auto_settings(self._params.get(project))
-        except ValueError as e:
-            raise BackendError(f"extra_params: {e}", 400) from None
 
     # ================================================================== protocol: predict
     def predict(self, payload: Mapping) -> Dict[str, Any]:
@@ -132,11 +128,8 @@ class Backend:
                     raise BackendError("interactive request without a task", 400)
                 if not isinstance(context.get("result"), list):
                     raise BackendError("'context.result' must be a list of regions", 400)
-                try:
+                with service_errors((ImageFetchError, RegionError, PromptError), 422, metrics=self.metrics):
                     results = [self._interactive(tasks[0], cfg, context["result"], project)]
-                except (ImageFetchError, RegionError, PromptError) as e:
-                    self.metrics.add("errors")
-                    raise BackendError(str(e), getattr(e, "status", 422)) from None
                 self.metrics.add("interactive_requests")
             else:
                 # a failed task has no "result" key: Label Studio logs it and stores nothing for it
@@ -150,8 +143,9 @@ class Backend:
     def _no_result(self, task: Mapping, message: str) -> Dict[str, Any]:
         return {"error": message, "task": task.get("id"), "model_version": self.model_version}
 
-    def _task_result(self, regions: List[Dict[str, Any]], scores: Sequence[float] = ()) -> Dict[str, Any]:
-        score = float(np.mean(scores)) if len(scores) else 0.0
+    def _task_result(self, regions: List[Dict[str, Any]], objects: Sequence[PromptObject] = ()) -> Dict[str, Any]:
+        scores = [o.score for o in objects if o.choices]
+        score = float(np.mean(scores)) if scores else 0.0
         return {"result": regions, "score": round(score, 6), "model_version": self.model_version}
 
     def _interactive(self, task: Mapping, cfg: ProjectConfig, items: Sequence, project: str) -> Dict[str, Any]:
@@ -159,21 +153,21 @@ class Backend:
         if not to_names:
             log.info("task %s: the interactive context holds no keypoint or rectangle: nothing to segment", task.get("id"))
             return self._task_result([])
-        img = self._image_for(task, cfg, to_names[-1])
-        pr = interactive_prompt(items, img.width, img.height, to_names[-1])
-        if pr is None:
+        regions, objects = self._label_images(task, cfg, to_names[-1:], project, lambda img, tn: [
+            pr for pr in [interactive_prompt(items, img.width, img.height, tn)] if pr is not None], interactive=True)
+        if not objects:  # interactive_prompt gave none
             log.info("task %s: only negative clicks so far: nothing to segment", task.get("id"))
-            return self._task_result([])
-        return self._task_result(*self._segment(task, cfg, img, [pr], project, interactive=True))
+        return self._task_result(regions, objects)
 
     def _batch(self, task: Mapping, cfg: ProjectConfig, project: str) -> Dict[str, Any]:
         items, source = prompt_source(task)
         if not items:
             auto = self.auto_settings(project)
             if auto.mode != "off":
-                regions, scores = self._prelabel(task, cfg, auto)
+                regions, objects = self._label_images(task, cfg, dict.fromkeys(c.to_name for c in cfg.output_controls),
+                                                      project, auto=auto)
                 if regions:
-                    return self._task_result(regions, scores)
+                    return self._task_result(regions, objects)
                 msg = f"pre-labelling ({auto.mode}) found no object of the project's labels"
             else:
                 msg = ("no rectangles or keypoints in its annotations or predictions: nothing to segment (draw boxes "
@@ -181,43 +175,55 @@ class Backend:
             log.info("task %s: %s", task.get("id"), msg)
             # no "result": Label Studio stores no (empty) prediction, so a later retrieval runs again
             return self._no_result(task, msg)
-        regions_all: List[Dict[str, Any]] = []
-        scores_all: List[float] = []
-        n_prompts = 0
         to_names = dict.fromkeys(it.get("to_name") for it in items if isinstance(it, Mapping))
-        for to_name in [tn for tn in to_names if tn and cfg.outputs_for(tn)]:
-            img = self._image_for(task, cfg, to_name)
-            prompts = batch_prompts(items, img.width, img.height, to_name)
-            if prompts:
-                n_prompts += len(prompts)
-                regions, scores = self._segment(task, cfg, img, prompts, project, interactive=False)
-                regions_all += regions
-                scores_all += scores
-        log.info("task %s: %d prompts from %s -> %d regions", task.get("id"), n_prompts, source, len(regions_all))
-        if not regions_all:  # nothing to store: an empty prediction would stop later retrievals
-            return self._no_result(task, f"no region from the {n_prompts} prompts of {source}")
-        return self._task_result(regions_all, scores_all)
+        regions, objects = self._label_images(task, cfg, [tn for tn in to_names if tn and cfg.outputs_for(tn)], project,
+                                              lambda img, tn: batch_prompts(items, img.width, img.height, tn))
+        log.info("task %s: %d prompts from %s -> %d regions", task.get("id"), len(objects), source, len(regions))
+        if not regions:  # nothing to store: an empty prediction would stop later retrievals
+            return self._no_result(task, f"no region from the {len(objects)} prompts of {source}")
+        return self._task_result(regions, objects)
 
     # ================================================================== segmentation + labels
-    def _regions(self, task: Mapping, controls: Mapping[str, Any], img: LoadedImage, objects: Sequence[PromptObject],
-                 vocabulary_top_k: bool) -> List[Dict[str, Any]]:
-        """The regions of each object in each output control it has a label for."""
+    def _label_images(self, task: Mapping, cfg: ProjectConfig, to_names: Sequence[str], project: str,
+                      prompts_of: Optional[Callable[[LoadedImage, str], List[PromptRegion]]] = None,
+                      auto: Optional[AutoSettings] = None, interactive: bool = False
+                      ) -> Tuple[List[Dict[str, Any]], List[PromptObject]]:
+        """(regions, objects) of the task's images ``to_names``: the objects of each image's prompts
+        (``prompts_of(image, to_name)``, :meth:`_segment`) or, with ``auto``, pre-labelled by
+        :func:`ovsam_core.prelabel_outputs` (``find``: the project's labels as queries against the
+        background vocabulary; ``everything``: the model's vocabulary mapped onto them); each object
+        becomes regions in every output control it has a label for (:func:`.outputs.object_regions`)."""
         regions: List[Dict[str, Any]] = []
-        for o in objects:
-            for name, (label, score, top) in o.choices.items():
-                out, note = outputs.object_regions(controls[name], o.mask, o.bbox_xyxy, label, img.width, img.height,
-                                                   score, outputs.region_meta(top, o.vocabulary_top_k if vocabulary_top_k
-                                                                              else None))
-                if note:
-                    log.info("task %s: polygons of %s (smaller parts are in the brush output)", task.get("id"), note)
-                regions += out
-        return regions
+        found: List[PromptObject] = []
+        for to_name in to_names:
+            controls = {c.name: c for c in cfg.outputs_for(to_name)}
+            labels = {n: c.labels_for(_data(task)) for n, c in controls.items()}
+            if auto is not None and not any(labels.values()):
+                continue
+            img = self._image_for(task, cfg, to_name)
+            if auto is not None:
+                res, objects = prelabel_outputs(self.model.get(), img, auto, labels, vocabulary=self.s.vocab,
+                                                lock=self.model.lock)
+                log.info("task %s: %s on %r: %d objects of %d labels (%d unmapped)", task.get("id"), auto.mode,
+                         to_name, len(res), len(merge_labels(*labels.values())), res.unmapped)
+            else:
+                prompts = prompts_of(img, to_name)
+                objects = self._segment(task, img, prompts, labels, project, interactive) if prompts else []
+            found += objects
+            for o in objects:
+                for name, (label, score, top) in o.choices.items():
+                    meta = outputs.region_meta(top, o.vocabulary_top_k if auto is not None or self.s.vocab else None)
+                    out, note = outputs.object_regions(controls[name], o.mask, o.bbox_xyxy, label, img.width, img.height,
+                                                       score, meta)
+                    if note:
+                        log.info("task %s: polygons of %s (smaller parts are in the brush output)", task.get("id"), note)
+                    regions += out
+        self.metrics.add("regions", len(regions))
+        return regions, found
 
-    def _segment(self, task: Mapping, cfg: ProjectConfig, img: LoadedImage, prompts: Sequence[PromptRegion],
-                 project: str, interactive: bool) -> Tuple[List[Dict[str, Any]], List[float]]:
-        """:func:`ovsam_core.label_prompts` with the output controls' labels; their regions."""
-        controls = {c.name: c for c in cfg.outputs_for(prompts[0].to_name)}
-        labels = {n: c.labels_for(_data(task)) for n, c in controls.items()}
+    def _segment(self, task: Mapping, img: LoadedImage, prompts: Sequence[PromptRegion],
+                 labels: Mapping[str, Sequence[HostLabel]], project: str, interactive: bool) -> List[PromptObject]:
+        """:func:`ovsam_core.label_prompts` with the output controls' ``labels``."""
         if not any(labels.values()):
             raise BackendError("no labels for the output controls (dynamic labels missing from the task?)", 422)
         objects = label_prompts(
@@ -228,33 +234,10 @@ class Backend:
         for o in objects:
             if o.area == 0:
                 log.info("task %s: empty mask for prompt %s", task.get("id"), o.prompt.to_json())
-            for name in (controls.keys() - o.choices.keys()) if o.area else ():
+            for name in (labels.keys() - o.choices.keys()) if o.area else ():
                 log.info("task %s: no evidence for any label of %r (add predicted_values to its <Label>s, "
                          "or annotate a few objects)", task.get("id"), name)
-        regions = self._regions(task, controls, img, objects, bool(self.s.vocab))
-        self.metrics.add("regions", len(regions))
-        return regions, [o.score for o in objects if o.choices]
-
-    def _prelabel(self, task: Mapping, cfg: ProjectConfig, settings: AutoSettings) -> Tuple[List[Dict[str, Any]], List[float]]:
-        """(regions, object scores) of a task without prompts, pre-labelled by :func:`ovsam_core.prelabel_outputs`
-        (``find``: the project's labels as queries against the background vocabulary; ``everything``:
-        the model's vocabulary mapped onto them); each object goes to every output control whose
-        labels hold it, with its score."""
-        regions: List[Dict[str, Any]] = []
-        scores: List[float] = []
-        for to_name in dict.fromkeys(c.to_name for c in cfg.output_controls):
-            controls = {c.name: c for c in cfg.outputs_for(to_name)}
-            labels = cfg.labels(_data(task), tuple(controls.values()))
-            if not labels:
-                continue
-            img = self._image_for(task, cfg, to_name)
-            res, objects = prelabel_outputs(self.model.get(), img, settings, {n: c.labels_for(_data(task)) for n, c
-                                            in controls.items()}, vocabulary=self.s.vocab, lock=self.model.lock)
-            regions += self._regions(task, controls, img, objects, True)
-            scores += [float(o.score) for o in res.objects]
-            log.info("task %s: %s on %r: %d objects of %d labels (%d unmapped)", task.get("id"), settings.mode,
-                     to_name, len(res), len(labels), res.unmapped)
-        return regions, scores
+        return objects
 
     # ================================================================== protocol: learning
     def webhook(self, payload: Mapping) -> Dict[str, Any]:
