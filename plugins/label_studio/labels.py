@@ -60,10 +60,6 @@ class ProjectConfig:
     controls: Tuple[Control, ...]
 
     @property
-    def prompt_controls(self) -> Tuple[Control, ...]:
-        return tuple(c for c in self.controls if c.tag in PROMPT_TAGS)
-
-    @property
     def output_controls(self) -> Tuple[Control, ...]:
         def masks_beside(c: Control) -> bool:  # a smart RectangleLabels is an output in box-only projects only
             return any(o.to_name == c.to_name and o.tag in ("BrushLabels", "PolygonLabels") and o.forced_output is not False
@@ -71,9 +67,6 @@ class ProjectConfig:
 
         return tuple(c for c in self.controls if c.tag in OUTPUT_TAGS and c.forced_output is not False and not (
             c.forced_output is None and c.tag == "RectangleLabels" and c.smart and masks_beside(c)))
-
-    def control(self, name: str) -> Optional[Control]:
-        return next((c for c in self.controls if c.name == name), None)
 
     def outputs_for(self, to_name: str) -> Tuple[Control, ...]:
         return tuple(c for c in self.output_controls if c.to_name == to_name)

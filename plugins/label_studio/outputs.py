@@ -12,25 +12,18 @@ import numpy as np
 
 from ovsam_core import MaskPolygons, mask_to_polygons, pixels_to_relative, pixels_to_relative_points
 
-from .regions import brush_mask
-
 
 def mask_to_brush_rle(mask: np.ndarray) -> List[int]:
-    """(H, W) bool -> Label Studio brush RLE."""
+    """(H, W) bool -> Label Studio brush RLE (read back by :func:`~.regions.brush_mask`)."""
     from label_studio_sdk.converter.brush import mask2rle
 
     return [int(v) for v in mask2rle(np.ascontiguousarray(mask, dtype=np.uint8) * np.uint8(255))]
 
 
-def brush_rle_to_mask(rle: Sequence[int], height: int, width: int) -> np.ndarray:
-    """Inverse of :func:`mask_to_brush_rle` (:func:`~.regions.brush_mask`: alpha channel > 0)."""
-    return brush_mask({"format": "rle", "rle": list(rle)}, width, height)
-
-
 def region(control, value: Dict[str, Any], label: str, width: int, height: int, score: float,
-           meta: Optional[Dict[str, Any]] = None, region_id: Optional[str] = None) -> Dict[str, Any]:
+           meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """A result region for ``control`` with its label list filled."""
-    out: Dict[str, Any] = {"id": region_id or uuid.uuid4().hex[:10], "from_name": control.name,
+    out: Dict[str, Any] = {"id": uuid.uuid4().hex[:10], "from_name": control.name,
                            "to_name": control.to_name, "type": control.result_type, "original_width": int(width),
                            "original_height": int(height), "image_rotation": 0,
                            "value": {**value, control.result_type: [label]}, "score": round(float(score), 6),

@@ -45,7 +45,6 @@ class PromptRegion:
     prompt: Prompt
     to_name: str
     label: Optional[str]  # the label on the prompt region (the smart tool's selected label)
-    source_id: Optional[str] = None
 
 
 def prompt_items(items: Optional[Sequence], to_name: Optional[str] = None) -> List[Mapping]:
@@ -82,7 +81,7 @@ def batch_prompts(items: Sequence[Mapping], width: int, height: int, to_name: st
             prompt, _ = region_geometry(it, width, height)
         except RegionError:
             continue
-        out.append(PromptRegion(prompt, to_name, next(iter(region_labels(it)), None), it.get("id")))
+        out.append(PromptRegion(prompt, to_name, next(iter(region_labels(it)), None)))
     return out
 
 

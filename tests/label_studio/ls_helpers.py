@@ -36,6 +36,18 @@ def config_xml(outputs=("brush", "polygon", "rectangle"), labels=LABELS, smart=T
     return "\n".join(parts)
 
 
+def brush_rle_to_mask(rle, height: int, width: int) -> np.ndarray:
+    """(H, W) bool of a brush RLE the backend wrote (the backend's own reader, ``regions.brush_mask``)."""
+    from ovsam_plugins.label_studio.regions import brush_mask
+
+    return brush_mask({"format": "rle", "rle": list(rle)}, width, height)
+
+
+def control(cfg, name: str):
+    """The control ``name`` of a parsed label config."""
+    return next(c for c in cfg.controls if c.name == name)
+
+
 def keypoint(x_px: float, y_px: float, w: int, h: int, label: str = "circle", positive: bool = True,
              rid: str = "kp1", from_name: str = "kp") -> Dict[str, Any]:
     """A smart keypoint region as the Label Studio editor sends it in ``context.result``."""

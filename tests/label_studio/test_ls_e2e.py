@@ -21,10 +21,9 @@ import numpy as np
 import pytest
 
 from ovsam_core import Prompt, load_image
-from ovsam_plugins.label_studio.outputs import brush_rle_to_mask
 from ovsam_plugins.label_studio.regions import polygon_mask
 
-from ls_helpers import LABELS, SHAPES, config_xml
+from ls_helpers import LABELS, SHAPES, brush_rle_to_mask, config_xml
 from ls_server import label_studio_with_backend, ls_available
 
 with warnings.catch_warnings():  # registered in pyproject's markers; silence until it is

@@ -6,19 +6,19 @@ from ls_fixtures import *  # noqa: F401,F403 - fixtures (and the skip without th
 import numpy as np
 import pytest
 
-from ovsam_plugins.label_studio.labels import LabelConfigError, LabelMapper, ProjectLabel, parse_label_config
+from ovsam_plugins.label_studio.labels import PROMPT_TAGS, LabelConfigError, LabelMapper, ProjectLabel, parse_label_config
 
-from ls_helpers import config_xml
+from ls_helpers import config_xml, control
 
 
 def test_controls_prompts_and_outputs():
     cfg = parse_label_config(config_xml())
-    assert [c.name for c in cfg.prompt_controls] == ["kp", "prompt_box", "box"]
+    assert [c.name for c in cfg.controls if c.tag in PROMPT_TAGS] == ["kp", "prompt_box", "box"]
     assert [c.name for c in cfg.output_controls] == ["brush", "poly", "box"]  # prompt_box has ovsam_skip
-    c = cfg.control("brush")
+    c = control(cfg, "brush")
     assert c.kind == "brush" and c.to_name == "image" and c.image_key == "image"
     assert [lab.name for lab in c.labels] == ["circle", "square", "triangle"]
-    assert cfg.control("kp").smart
+    assert control(cfg, "kp").smart
 
 
 def test_smart_rectangle_is_an_output_only_without_brush_or_polygon():
@@ -38,7 +38,7 @@ def test_labels_alias_and_predicted_values():
     cfg = parse_label_config('<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i">'
                              '<Label value="Kitty cat" alias="K" predicted_values="cat, kitten"/>'
                              '<Label value="Dog"/></BrushLabels></View>')
-    k, d = cfg.control("b").labels
+    k, d = control(cfg, "b").labels
     assert (k.name, k.text, k.synonyms) == ("K", "Kitty cat", ("cat", "kitten"))
     assert k.vocab_entry == "Kitty cat,cat,kitten" and d.vocab_entry == "Dog"
     assert set(k.keys) == {"kitty cat", "k", "cat", "kitten"}
@@ -47,7 +47,7 @@ def test_labels_alias_and_predicted_values():
 def test_dynamic_labels():
     cfg = parse_label_config('<View><Image name="i" value="$image"/><PolygonLabels name="p" toName="i" '
                              'value="$options"><Label value="fixed"/></PolygonLabels></View>')
-    c = cfg.control("p")
+    c = control(cfg, "p")
     assert c.dynamic_field == "options"
     labs = c.labels_for({"options": ["a", {"value": "b", "alias": "B"}, {"value": "c", "predicted_values": "x,y"},
                                      {"html": "no value"}, 3, "a"]})

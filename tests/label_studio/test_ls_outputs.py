@@ -14,7 +14,7 @@ from ovsam_plugins.label_studio.labels import parse_label_config
 from ovsam_plugins.label_studio.regions import (RegionError, batch_prompts, brush_mask, interactive_prompt,
                                                 polygon_mask, region_geometry)
 
-from ls_helpers import config_xml, keypoint, rectangle
+from ls_helpers import brush_rle_to_mask, config_xml, control, keypoint, rectangle
 
 
 def test_brush_rle_round_trip():
@@ -23,7 +23,7 @@ def test_brush_rle_round_trip():
         m = rng.random(shape) < 0.4
         rle = outputs.mask_to_brush_rle(m)
         assert all(isinstance(v, int) and 0 <= v <= 255 for v in rle)
-        np.testing.assert_array_equal(outputs.brush_rle_to_mask(rle, *shape), m)
+        np.testing.assert_array_equal(brush_rle_to_mask(rle, *shape), m)
         np.testing.assert_array_equal(brush_mask({"format": "rle", "rle": rle}, shape[1], shape[0]), m)
     with pytest.raises(RegionError):
         brush_mask({"format": "rle", "rle": outputs.mask_to_brush_rle(m)}, 10, 10)
@@ -76,7 +76,7 @@ def test_batch_prompts_one_per_region():
              keypoint(11, 21, 100, 50, positive=False, rid="n"),
              {"type": "rectanglelabels", "to_name": "image", "value": {"x": "bad"}}]
     prs = batch_prompts(items, 100, 50, "image")
-    assert [p.source_id for p in prs] == ["r", "k"]
+    assert len(prs) == 2 and [p.label for p in prs] == ["square", "circle"]  # the rectangle "r", the keypoint "k"
     assert prs[0].prompt.box == pytest.approx((0, 0, 50, 25)) and np.allclose(prs[1].prompt.points, ((10, 20),))
 
 
@@ -98,7 +98,7 @@ def test_region_geometry_of_each_kind():
 
 def test_region_dict_shape():
     cfg = parse_label_config(config_xml())
-    c = cfg.control("brush")
+    c = control(cfg, "brush")
     r = outputs.region(c, {"format": "rle", "rle": [1]}, "circle", 100, 50, 0.5, {"text": ["x"]})
     assert r["from_name"] == "brush" and r["to_name"] == "image" and r["type"] == "brushlabels"
     assert r["value"]["brushlabels"] == ["circle"] and r["original_width"] == 100 and r["original_height"] == 50

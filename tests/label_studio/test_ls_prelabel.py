@@ -29,10 +29,9 @@ import pytest
 
 from ovsam_core.evaluation.auto import match_objects
 from ovsam_core.training.data import decode_segmentation
-from ovsam_plugins.label_studio.outputs import brush_rle_to_mask
 from ovsam_plugins.label_studio.regions import polygon_mask
 
-from ls_helpers import annotation, config_xml, ls_task, predict_body, rectangle
+from ls_helpers import annotation, brush_rle_to_mask, config_xml, ls_task, predict_body, rectangle
 from ls_server import ls_available, start_backend, start_label_studio, stop
 
 with warnings.catch_warnings():

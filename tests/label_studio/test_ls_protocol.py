@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 from ovsam_core import Prompt, load_image
-from ovsam_plugins.label_studio.outputs import brush_rle_to_mask
 from ovsam_plugins.label_studio.regions import polygon_mask
 
-from ls_helpers import (LABELS, SHAPES, annotation, config_xml, keypoint, ls_task, predict_body,
+from ls_helpers import (LABELS, SHAPES, annotation, brush_rle_to_mask, config_xml, keypoint, ls_task, predict_body,
                         rectangle, webhook_body)
 
 W, H = 480, 360

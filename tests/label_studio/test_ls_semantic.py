@@ -28,10 +28,9 @@ import pytest
 from ovsam_core.evaluation.metrics import mask_iou
 from ovsam_core.geometry import center_point
 from ovsam_core.training.data import decode_segmentation
-from ovsam_plugins.label_studio.outputs import brush_rle_to_mask
 from ovsam_plugins.label_studio.regions import polygon_mask
 
-from ls_helpers import config_xml, keypoint, ls_task, predict_body, rectangle
+from ls_helpers import brush_rle_to_mask, config_xml, keypoint, ls_task, predict_body, rectangle
 from ls_server import ls_available, start_backend, start_label_studio, stop
 
 with warnings.catch_warnings():  # registered in pyproject's markers; silence until it is
