@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 APP = "ovsam_plugins.label_studio.wsgi:app"  # what gunicorn serves; each worker imports it after the fork
@@ -126,7 +127,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.check:
         from .backend import Backend, BackendError
 
-        b = Backend(settings.with_(warmup=False))
+        b = Backend(replace(settings, warmup=False))
         try:
             predictor = b.model.get()
         except BackendError as e:

@@ -61,17 +61,13 @@ class ImageFetcher(HostDownloader):
         if path.startswith("/upload/"):
             path = "/data" + path
         parsed = urlparse(path)
+        root, file = None, ""  # a folder readable here that holds the file, else Label Studio serves it
         if parsed.path.rstrip("/") == "/data/local-files":
-            d = (parse_qs(parsed.query).get("d") or [""])[0]
-            if not d:
+            root, file = self.s.document_root, (parse_qs(parsed.query).get("d") or [""])[0]
+            if not file:
                 raise ImageFetchError("local-files URL without ?d=<path>", 422)
-            if self.s.document_root:
-                return read_capped_file(self.s.document_root, d, self.s.max_image_bytes)
-            return self.get_path(path)
-        if parsed.path.startswith("/data/upload/"):
-            if self.s.upload_dir:
-                return read_capped_file(self.s.upload_dir, parsed.path[len("/data/upload/"):], self.s.max_image_bytes)
-            return self.get_path(path)
-        if parsed.path.startswith(("/data/", "/storage-data/", "/tasks/", "/api/")):
-            return self.get_path(path)
-        raise ForbiddenImageSource(f"refused: {ref[:200]!r} is neither a Label Studio URL nor an allowed URL")
+        elif parsed.path.startswith("/data/upload/"):
+            root, file = self.s.upload_dir, parsed.path[len("/data/upload/"):]
+        elif not parsed.path.startswith(("/data/", "/storage-data/", "/tasks/", "/api/")):
+            raise ForbiddenImageSource(f"refused: {ref[:200]!r} is neither a Label Studio URL nor an allowed URL")
+        return read_capped_file(root, file, self.s.max_image_bytes) if root else self.get_path(path)

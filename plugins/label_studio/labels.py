@@ -42,10 +42,6 @@ class Control:
     def kind(self) -> str:
         return OUTPUT_TAGS.get(self.tag) or PROMPT_TAGS[self.tag]
 
-    @property
-    def result_type(self) -> str:
-        return self.tag.lower()
-
     def labels_for(self, task_data: Optional[Mapping] = None) -> Tuple[ProjectLabel, ...]:
         """Static labels, plus the task's dynamic labels when the control reads ``$field``."""
         if not self.dynamic_field:

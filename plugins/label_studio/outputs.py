@@ -22,11 +22,11 @@ def mask_to_brush_rle(mask: np.ndarray) -> List[int]:
 
 def region(control, value: Dict[str, Any], label: str, width: int, height: int, score: float,
            meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """A result region for ``control`` with its label list filled."""
-    out: Dict[str, Any] = {"id": uuid.uuid4().hex[:10], "from_name": control.name,
-                           "to_name": control.to_name, "type": control.result_type, "original_width": int(width),
-                           "original_height": int(height), "image_rotation": 0,
-                           "value": {**value, control.result_type: [label]}, "score": round(float(score), 6),
+    """A result region for ``control`` with its label list filled (its ``type``: the tag lower-cased)."""
+    kind = control.tag.lower()
+    out: Dict[str, Any] = {"id": uuid.uuid4().hex[:10], "from_name": control.name, "to_name": control.to_name,
+                           "type": kind, "original_width": int(width), "original_height": int(height),
+                           "image_rotation": 0, "value": {**value, kind: [label]}, "score": round(float(score), 6),
                            "readonly": False}
     return {**out, "meta": meta} if meta else out
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from ovsam_core import BatchReport, run_batch
@@ -44,7 +45,7 @@ def prelabel_project(settings, project: int, extra_params: Optional[Mapping[str,
         for ml in ls.ml.list(project=int(project)):
             params.update(ml.extra_params if isinstance(ml.extra_params, Mapping) else {})
         params.update({k: v for k, v in (extra_params or {}).items() if v is not None})
-        b = backend or Backend(settings.with_(learn=False, ml_timeout=float("inf")))
+        b = backend or Backend(replace(settings, learn=False, ml_timeout=float("inf")))
         key = str(int(project))
         b.setup({"project": key, "schema": config, "extra_params": params}, persist=False)
         version = b.model_version  # the same as `serve`'s: "Retrieve predictions" skips these tasks too

@@ -57,8 +57,7 @@ def interactive_prompt(items: Sequence[Mapping], width: int, height: int,
                        to_name: str) -> Optional[PromptRegion]:
     """One prompt from a smart-tool context: all keypoints (``is_positive``) + the last rectangle."""
     points: List[Tuple[float, float, int]] = []
-    box = None
-    label = None
+    box = label = None
     for it in prompt_items(items, to_name):
         prompt, _ = region_geometry(it, width, height)
         if prompt.box is None:
@@ -90,16 +89,12 @@ def prompt_source(task: Mapping) -> Tuple[List[Mapping], str]:
     of another model's prediction (never ovsam's own); and where they came from."""
     anns = [a for a in (task.get("annotations") or []) if isinstance(a, Mapping) and not a.get("was_cancelled")]
     anns.sort(key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""), reverse=True)
-    for a in anns:
-        items = prompt_items(a.get("result"))
-        if items:
-            return items, f"annotation {a.get('id')}"
-    for p in task.get("predictions") or []:
-        if not isinstance(p, Mapping) or str(p.get("model_version", "")).startswith("ovsam-"):
-            continue
-        items = prompt_items(p.get("result"))
-        if items:
-            return items, f"prediction {p.get('id')} ({p.get('model_version')})"
+    preds = [p for p in (task.get("predictions") or []) if isinstance(p, Mapping)
+             and not str(p.get("model_version", "")).startswith("ovsam-")]
+    for r, where in [(a, f"annotation {a.get('id')}") for a in anns] + [
+            (p, f"prediction {p.get('id')} ({p.get('model_version')})") for p in preds]:
+        if prompt_items(r.get("result")):
+            return prompt_items(r.get("result")), where
     return [], ""
 
 

@@ -5,7 +5,7 @@ so gunicorn workers, Docker and the CLI all configure the app the same way.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
@@ -76,9 +76,6 @@ class Settings(PredictorOptions, PrelabelDefaults):
     @property
     def db_path(self) -> Path:
         return Path(self.model_dir) / "ovsam-label-studio.sqlite3"
-
-    def with_(self, **kw) -> "Settings":
-        return replace(self, **kw)
 
 
 #: env var -> (field, parser): Label Studio's / label-studio-ml's names, ``OVSAM_LS_<FIELD>`` for
