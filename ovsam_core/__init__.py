@@ -29,7 +29,7 @@ from .weights.loader import LoadedModel, build_model, load_model, load_text_enco
 from .weights.hub import (HashMismatchError, WeightsError, WeightsNotFoundError, cache_dir,
                           download_model)
 from .weights.convert import convert_model
-from .images import ImageError, LoadedImage, image_digest, load_image
+from .images import IMAGE_SUFFIXES, ImageError, LoadedImage, image_digest, load_image
 from .prompts import Prompt, PromptError
 from .embedding import (EmbeddingLRU, EmbeddingMismatchError, EmbeddingSignature, EmbeddingStore,
                         ImageEmbedding)
@@ -48,8 +48,8 @@ from .hosts.prelabel import (AUTO_MODES, AutoSettings, LabeledObject, PrelabelRe
                        label_queries, prelabel)
 from .hosts.jobs import BatchReport, Journal, run_batch
 from .hosts.serving import (BytesLRU, ImageCache, JobQueue, LazyModel, Metrics, ProjectOptions, parse_bool, rss_bytes,
-                      dataclass_from_env, dataclass_to_env, env_table, json_object, overrun_note)
-from .hosts.labelchoice import choose_label
+                      dataclass_from_env, dataclass_to_env, env_table, json_object, overrun_note, xml_text)
+from .hosts.labelchoice import LABEL_SOURCES, choose_label
 from .hosts.safe_download import (DownloadError, RefusedSource, check_public, data_url_bytes, host_port, read_capped_file,
                             safe_download)
 from .hosts.labelprompts import (LabelledRegion, PromptObject, PrototypeCache, label_mapper, label_prompts,
@@ -79,7 +79,7 @@ from .hosts.modelservice import (ServedModel, ServiceError, answer_each, credent
                                  request_body, service_errors)
 from .hosts.learner import PrototypeLearner, labelled_images
 from .hosts.outputprelabel import prelabel_outputs
-from .hosts.cliopts import (add_dataclass_options, add_model_options, add_prelabel_options, dataclass_overrides,
+from .hosts.cliopts import (add_dataclass_options, add_model_options, check_options, add_prelabel_options, dataclass_overrides,
                             grid_options, option, prelabel_overrides)
 from .hosts.jsonlabels import label_from_json, labels_from_json, merge_labels, split_names
 from .hosts.apitoken import ApiToken, is_jwt
@@ -97,7 +97,7 @@ __all__ = [
     "unregister_model", "LoadedModel", "build_model", "load_model", "load_text_encoder",
     "HashMismatchError", "WeightsError", "WeightsNotFoundError", "cache_dir", "download_model",
     "convert_model",
-    "ImageError", "LoadedImage", "image_digest", "load_image", "Prompt", "PromptError",
+    "IMAGE_SUFFIXES", "ImageError", "LoadedImage", "image_digest", "load_image", "Prompt", "PromptError",
     "EmbeddingLRU", "EmbeddingMismatchError", "EmbeddingSignature", "EmbeddingStore", "ImageEmbedding",
     "Vocabulary", "get_vocabulary", "TextClassifier", "VocabularyError", "load_vocabulary",
     "load_vocabulary_bundle", "save_vocabulary_bundle", "is_preset", "looks_like_path", "parse_vocabulary_text",
@@ -113,8 +113,8 @@ __all__ = [
     "AUTO_MODES", "AutoSettings", "LabeledObject", "PrelabelResult", "coco_annotations", "instance_image",
     "label_queries", "prelabel", "BatchReport", "Journal", "run_batch",
     "BytesLRU", "JobQueue", "LazyModel", "Metrics", "parse_bool", "rss_bytes", "dataclass_from_env", "dataclass_to_env",
-    "choose_label", "DownloadError", "RefusedSource", "check_public", "host_port", "safe_download",
-    "ImageCache", "ProjectOptions", "env_table", "json_object", "overrun_note", "data_url_bytes", "read_capped_file",
+    "LABEL_SOURCES", "choose_label", "DownloadError", "RefusedSource", "check_public", "host_port", "safe_download",
+    "ImageCache", "ProjectOptions", "env_table", "json_object", "overrun_note", "xml_text", "data_url_bytes", "read_capped_file",
     "LabelledRegion", "PromptObject", "PrototypeCache", "label_mapper", "label_prompts", "region_prototypes",
     "PredictorOptions", "PrelabelDefaults", "click_prompt", "clip_point", "mask_prompt", "rotated_box_bounds",
     "MaskPolygons", "crop_iou", "crop_to_rle", "mask_box", "mask_to_polygons", "polygon_to_mask",
@@ -132,7 +132,7 @@ __all__ = [
     "ServedModel", "ServiceError", "service_errors", "answer_each", "internal_error", "PrototypeLearner", "labelled_images",
     "prelabel_outputs",
     "add_model_options", "add_prelabel_options", "grid_options", "prelabel_overrides",
-    "add_dataclass_options", "dataclass_overrides", "option",
+    "add_dataclass_options", "check_options", "dataclass_overrides", "option",
     "label_from_json", "labels_from_json", "merge_labels", "split_names",
     "ApiToken", "is_jwt", "HostDownloader", "parse_hosts",
     "exec_gunicorn", "gunicorn_argv", "setup_logging", "use_gunicorn", "add_server_options", "serve_wsgi",

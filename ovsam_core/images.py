@@ -57,6 +57,8 @@ __all__ = ["ImageError", "LoadedImage", "ImageSource", "load_image", "image_dige
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, Image.Image, np.ndarray]
 """What :func:`load_image` accepts (NumPy arrays also stand for anything with ``__array__``)."""
 
+#: file suffixes of the formats :func:`load_image` reads, for finding the images of a folder
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _SHAPES = "expected (H, W), (H, W, C) or (C, H, W)"
 _MAX_GUESSED_CHANNELS = 16

@@ -44,3 +44,29 @@ def test_prelabel_options_are_none_unless_given():
         assert p.parse_args(["--auto", mode]).auto == mode
     with pytest.raises(SystemExit):
         p.parse_args(["--auto", "all"])
+
+
+def test_check_options_enforces_choices_and_minimum_from_the_field_metadata():
+    from dataclasses import dataclass, field
+
+    from ovsam_core import LABEL_SOURCES, check_options, option
+
+    @dataclass(frozen=True)
+    class S:
+        source: str = field(default="model", metadata=option("where", choices=LABEL_SOURCES))
+        top_k: int = field(default=5, metadata=option("how many", minimum=1))
+        free: int = 0  # no option: never checked
+
+    check_options(S(free=-3))
+    with pytest.raises(ValueError, match="source must be 'model' or 'smart', got 'x'"):
+        check_options(S(source="x"))
+    with pytest.raises(ValueError, match="top_k must be >= 1, got 0"):
+        check_options(S(top_k=0))
+    # minimum is ours, not an argparse keyword: the option still builds
+    from ovsam_core import add_dataclass_options
+
+    p = argparse.ArgumentParser()
+    add_dataclass_options(p, S, "source", "top_k")
+    assert p.parse_args(["--top-k", "3", "--source", "smart"]).top_k == 3
+    with pytest.raises(SystemExit):
+        p.parse_args(["--source", "x"])

@@ -258,3 +258,15 @@ def test_read_capped_file_and_data_urls(tmp_path):
         with pytest.raises(DownloadError) as e:
             data_url_bytes(ref, limit)
         assert e.value.status == status
+
+
+@pytest.mark.parametrize("raw, message", [
+    (None, "is empty"), ("  ", "is empty"), ("<View>" + "x" * 90 + "</View>", "larger than 90 characters"),
+    ('<!DOCTYPE v [<!ENTITY e SYSTEM "file:///etc/passwd">]><View>&e;</View>', "DOCTYPE or ENTITY"),
+    ('<!entity e "x"><View/>', "DOCTYPE or ENTITY")])
+def test_xml_text_refuses_what_an_xml_parser_should_never_see(raw, message):
+    from ovsam_core import xml_text
+
+    with pytest.raises(ValueError, match=f"the config {message}" if "is empty" in message else message):
+        xml_text(raw, "the config", max_chars=90)
+    assert xml_text("<View/>", "the config") == "<View/>"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Any, Dict, Type
+from typing import Any, Dict, Optional, Type
 
 
 def add_model_options(s: argparse.ArgumentParser, default_model: str = "ovsam-lvis", *, unset: bool = False,
@@ -68,11 +68,25 @@ def prelabel_overrides(args: argparse.Namespace) -> Dict[str, Any]:
     return {k: getattr(args, k) for k in ("auto", "points_per_side", "min_score")}
 
 
-def option(help: str, *flags: str, **argparse_kw: Any) -> Dict[str, Any]:
+def option(help: str, *flags: str, minimum: Optional[float] = None, **argparse_kw: Any) -> Dict[str, Any]:
     """A settings field's ``metadata`` (``field(default=..., metadata=option(...))``) for
     :func:`add_dataclass_options`: the option's help, its flags (default ``--<field-name>``) and
-    other keywords of ``add_argument`` (``type``, ``choices``, ...)."""
-    return {"cli": {"help": help, "flags": flags, **argparse_kw}}
+    other keywords of ``add_argument`` (``type``, ``choices``, ...); ``choices`` and ``minimum``
+    are also checked on the settings object itself by :func:`check_options` (values from the
+    environment too)."""
+    return {"cli": {"help": help, "flags": flags, **argparse_kw}, "minimum": minimum}
+
+
+def check_options(settings: Any) -> None:
+    """``ValueError`` naming the first field of the dataclass object ``settings`` whose value is not
+    one of its :func:`option`'s ``choices`` or is below its ``minimum``."""
+    for f in dataclasses.fields(settings):
+        value, minimum = getattr(settings, f.name), f.metadata.get("minimum")
+        choices = f.metadata.get("cli", {}).get("choices")
+        if choices and value not in choices:
+            raise ValueError(f"{f.name} must be {' or '.join(map(repr, choices))}, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"{f.name} must be >= {minimum}, got {value}")
 
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: Type[Any], *names: str) -> None:

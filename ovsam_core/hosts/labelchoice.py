@@ -9,6 +9,9 @@ import numpy as np
 from .fewshot import blend_probabilities
 from .labelmap import LabelMapper
 
+#: where an interactive object's label comes from: the recognised class, or the smart tool's label
+LABEL_SOURCES = ("model", "smart")
+
 
 def choose_label(names: Sequence[str], mapper: LabelMapper, p_text: np.ndarray, sims: Mapping[str, float],
                  smart_label: Optional[str], *, top_k: int, label_source: str, prototype_weight: float

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import fields
@@ -147,6 +148,19 @@ def json_object(raw: Any, what: str, *, empty_ok: bool = False, example: str = "
     if not isinstance(raw, Mapping):
         raise ValueError(f"{what} must be a JSON object{f', e.g. {example}' if example else ''}")
     return dict(raw)
+
+
+def xml_text(raw: Any, what: str, max_chars: int = 1_000_000) -> str:
+    """``raw`` as XML text a host may parse: ``ValueError`` says what is wrong with ``what`` (e.g.
+    ``the label config``): not text or empty, longer than ``max_chars``, or declaring a DOCTYPE or
+    ENTITY (refused outright: entity expansion and external entities are how XML parsers are attacked)."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError(f"{what} is empty")
+    if len(raw) > max_chars:
+        raise ValueError(f"{what} is larger than {max_chars} characters")
+    if re.search(r"<!(DOCTYPE|ENTITY)", raw, re.IGNORECASE):
+        raise ValueError(f"{what} declares a DOCTYPE or ENTITY: refused (XML with them is not parsed)")
+    return raw
 
 
 class ProjectOptions:

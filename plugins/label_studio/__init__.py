@@ -1,13 +1,8 @@
 """Label Studio ML backend for ovsam: clicks/boxes -> masks with labels from the project's label set.
 
-Run it with ``ovsam label-studio serve`` (see ``plugins/label_studio/README.md``), or build the app
-yourself::
-
-    from ovsam_plugins.label_studio import Backend, create_app, settings_from_env
-    app = create_app(settings_from_env(model="ovsam-lvis"))
-
-Importing this package imports neither Flask nor label-studio-sdk (``pip install
-"ovsam[label-studio]"`` brings them); only ``ovsam_core``'s public API is used.
+Run it with ``ovsam label-studio serve``, or build the WSGI app yourself (``create_app``): see
+``plugins/label_studio/README.md``. Importing this package imports neither Flask nor label-studio-sdk
+(``pip install "ovsam[label-studio]"`` brings them); only ``ovsam_core``'s public API is used.
 """
 from __future__ import annotations
 

@@ -173,10 +173,9 @@ class Backend:
                 msg = ("no rectangles or keypoints in its annotations or predictions: nothing to segment (draw boxes "
                        "or clicks, or import box predictions, then retrieve predictions again)")
             log.info("task %s: %s", task.get("id"), msg)
-            # no "result": Label Studio stores no (empty) prediction, so a later retrieval runs again
-            return self._no_result(task, msg)
-        to_names = dict.fromkeys(it.get("to_name") for it in items if isinstance(it, Mapping))
-        regions, objects = self._label_images(task, cfg, [tn for tn in to_names if tn and cfg.outputs_for(tn)], project,
+            return self._no_result(task, msg)  # no "result": a later retrieval runs again
+        to_names = [tn for tn in dict.fromkeys(it.get("to_name") for it in items) if tn and cfg.outputs_for(tn)]
+        regions, objects = self._label_images(task, cfg, to_names, project,
                                               lambda img, tn: batch_prompts(items, img.width, img.height, tn))
         log.info("task %s: %d prompts from %s -> %d regions", task.get("id"), len(objects), source, len(regions))
         if not regions:  # nothing to store: an empty prediction would stop later retrievals

@@ -43,25 +43,25 @@ def register(subparsers) -> None:
                        description="Serve the ML backend. In Label Studio: Settings > Model > Connect model, "
                                    "URL http://<host>:<port>, 'Interactive preannotations' on. Set LABEL_STUDIO_URL "
                                    "and LABEL_STUDIO_API_KEY so the backend can read uploaded / local-storage images.")
+    s.set_defaults(func=serve)
     add_server_options(s, port=9090)
     _model_options(s, "model_dir", "upload_dir", "allowed_hosts", "top_k", "label_source", "learn")
     s.add_argument("--no-warmup", dest="warmup", action="store_false",
                    help="load the model on the first request, not at start")
     s.add_argument("--check", action="store_true", help="load the model once and exit (e.g. in a Docker build)")
-    s.set_defaults(func=serve)
 
     c = sub.add_parser("connect", help="create a Label Studio project for a folder of images, connected to the backend",
                        description="Creates a project (labels: the model's vocabulary or --labels; smart keypoints "
                                    "and boxes -> brush masks), imports the images of FOLDER through local-files "
                                    "storage and connects the running backend. Needs LABEL_STUDIO_URL, "
                                    "LABEL_STUDIO_API_KEY and LOCAL_FILES_DOCUMENT_ROOT (as Label Studio was started).")
+    c.set_defaults(func=_connect)
     c.add_argument("folder", type=Path, help="images to label (under LOCAL_FILES_DOCUMENT_ROOT)")
     c.add_argument("--model", default=None, help="the backend's model: its vocabulary gives the labels")
     c.add_argument("--labels", default=None, help="project labels instead, separated by commas")
     c.add_argument("--backend-url", default="http://127.0.0.1:9090", help="where `serve` listens")
     c.add_argument("--title", default="ovsam", help="project title")
     add_dataclass_options(c, Settings, "label_studio_url")
-    c.set_defaults(func=_connect)
 
     pl = sub.add_parser("prelabel", help="push predictions for every task of a project (large projects; resumable)",
                         description="Predicts every task of a project that has no prediction of this model version "
@@ -70,12 +70,12 @@ def register(subparsers) -> None:
                                     "boxes/clicks are segmented from them; the others are pre-labelled with the "
                                     "project's labels (--auto). For projects where 'Retrieve predictions' would "
                                     "outlast Label Studio's ML_TIMEOUT_PREDICT (100 s).")
+    pl.set_defaults(func=_prelabel)
     add_dataclass_options(pl, Settings, "api_key")
     pl.add_argument("--project", type=int, required=True, help="project id (the number in /projects/<id>/)")
     add_prelabel_options(pl)
     _model_options(pl)
     pl.add_argument("--no-progress", action="store_true", help="no progress bar")
-    pl.set_defaults(func=_prelabel)
 
 
 def _settings(args: argparse.Namespace, **fixed):
@@ -89,7 +89,6 @@ def _settings(args: argparse.Namespace, **fixed):
 
 
 def _prelabel(args: argparse.Namespace) -> int:
-    """Token from LABEL_STUDIO_API_KEY (or --api-key, which `ps` shows)."""
     from ovsam_core import prelabel_overrides
 
     from .push import prelabel_project

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 from xml.sax.saxutils import quoteattr
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+from ovsam_core import IMAGE_SUFFIXES
 
 
 def label_config(labels: Sequence[str]) -> str:

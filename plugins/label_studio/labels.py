@@ -6,12 +6,11 @@ README's *A label config* and *Labels* sections describe. :class:`ProjectLabel` 
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from typing import List, Mapping, Optional, Tuple
 
-from ovsam_core import HostLabel as ProjectLabel, LabelMapper  # noqa: F401 - re-exported
-from ovsam_core import ServiceError, labels_from_json, merge_labels, parse_bool, split_names
+from ovsam_core import (HostLabel as ProjectLabel, ServiceError, labels_from_json, merge_labels, parse_bool,
+                        split_names, xml_text)
 
 #: control tag -> kind
 OUTPUT_TAGS = {"BrushLabels": "brush", "PolygonLabels": "polygon", "RectangleLabels": "rectangle"}
@@ -79,12 +78,10 @@ class ProjectConfig:
 
 
 def _parse(config: str) -> ProjectConfig:
-    if not isinstance(config, str) or not config.strip():
-        raise LabelConfigError("the label config is empty")
-    if len(config) > MAX_CONFIG_CHARS:
-        raise LabelConfigError(f"the label config is larger than {MAX_CONFIG_CHARS} characters")
-    if re.search(r"<!(DOCTYPE|ENTITY)", config, re.IGNORECASE):
-        raise LabelConfigError("label configs with DOCTYPE or ENTITY declarations are refused")
+    try:
+        xml_text(config, "the label config", MAX_CONFIG_CHARS)  # empty, too long, DOCTYPE/ENTITY: refused
+    except ValueError as e:
+        raise LabelConfigError(str(e)) from None
     from label_studio_sdk.label_interface import LabelInterface
 
     try:

@@ -9,10 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
-from ovsam_core import (PredictorOptions, PrelabelDefaults, dataclass_from_env, dataclass_to_env, env_table, option,
-                        parse_hosts)
-
-LABEL_SOURCES = ("model", "smart")
+from ovsam_core import (LABEL_SOURCES, PredictorOptions, PrelabelDefaults, check_options, dataclass_from_env,
+                        dataclass_to_env, env_table, option, parse_hosts)
 
 
 @dataclass(frozen=True)
@@ -21,8 +19,7 @@ class Settings(PredictorOptions, PrelabelDefaults):
     are in the README's *Settings* table (``plugins/label_studio/README.md``); a field with a
     command-line option declares it (:func:`ovsam_core.option`). The model and
     pre-labelling fields are :class:`ovsam_core.PredictorOptions` / :class:`ovsam_core.PrelabelDefaults`
-    (a project's ``extra_params`` override the latter: :meth:`~.backend.Backend.auto_settings`);
-    ``model_dir`` defaults to the platform's user data folder + ``ovsam/label-studio``, never the current directory.
+    (a project's ``extra_params`` override the latter: :meth:`~.backend.Backend.auto_settings`).
     """
 
     model_dir: str = field(default="", metadata=option(
@@ -45,7 +42,7 @@ class Settings(PredictorOptions, PrelabelDefaults):
     fetch_timeout: float = 30.0
     basic_auth_user: Optional[str] = None
     basic_auth_pass: Optional[str] = None
-    top_k: int = field(default=5, metadata=option("alternatives per region in its meta (default 5)"))
+    top_k: int = field(default=5, metadata=option("alternatives per region in its meta (default 5)", minimum=1))
     label_source: str = field(default="model", metadata=option(
         "interactive label: the recognised class (model, default) or the smart tool's label (smart)",
         choices=LABEL_SOURCES))
@@ -63,10 +60,7 @@ class Settings(PredictorOptions, PrelabelDefaults):
             from platformdirs import user_data_dir
 
             object.__setattr__(self, "model_dir", str(Path(user_data_dir("ovsam", appauthor=False)) / "label-studio"))
-        if self.label_source not in LABEL_SOURCES:
-            raise ValueError(f"label_source must be 'model' or 'smart', got {self.label_source!r}")
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        check_options(self)  # label_source's choices, top_k >= 1
         if self.label_studio_url and not self.label_studio_url.startswith(("http://", "https://")):
             raise ValueError(f"LABEL_STUDIO_URL must start with http:// or https://, got {self.label_studio_url!r}")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):

@@ -6,7 +6,8 @@ from ls_fixtures import *  # noqa: F401,F403 - fixtures (and the skip without th
 import numpy as np
 import pytest
 
-from ovsam_plugins.label_studio.labels import PROMPT_TAGS, LabelConfigError, LabelMapper, ProjectLabel, parse_label_config
+from ovsam_core import LabelMapper
+from ovsam_plugins.label_studio.labels import PROMPT_TAGS, LabelConfigError, ProjectLabel, parse_label_config
 
 from ls_helpers import config_xml, control
 
