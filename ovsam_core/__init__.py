@@ -41,7 +41,7 @@ from .results import mask_to_rle, prediction_to_json, render_overlay, rle_to_mas
 from .hosts.fetch import (ImageTooLargeError, UnsafeSourceError, check_image_pixels, decode_data_url,
                     image_header_size, is_public_address, load_image_limited, safe_join)
 from .hosts.tiling import Region, plan_region
-from .hosts.labelmap import HostLabel, LabelMapper, normalise
+from .hosts.labelmap import HostLabel, LabelMapper, merge_labels, normalise
 from .hosts.fewshot import PrototypeSet, PrototypeStore, blend_probabilities, region_descriptor
 from .automatic import AutoObject, AutoResult, Cancelled, EverythingOptions
 from .hosts.prelabel import (AUTO_MODES, AutoSettings, LabeledObject, PrelabelResult, coco_annotations, instance_image,
@@ -81,7 +81,7 @@ from .hosts.learner import PrototypeLearner, labelled_images
 from .hosts.outputprelabel import prelabel_outputs
 from .hosts.cliopts import (add_dataclass_options, add_model_options, check_options, add_prelabel_options, dataclass_overrides,
                             grid_options, option, prelabel_overrides)
-from .hosts.jsonlabels import label_from_json, labels_from_json, merge_labels, split_names
+from .hosts.jsonlabels import label_from_json, labels_from_json, split_names
 from .hosts.apitoken import ApiToken, is_jwt
 from .hosts.hostapi import HostDownloader, parse_hosts
 from .hosts.wsgiserver import add_server_options, exec_gunicorn, gunicorn_argv, serve_wsgi, setup_logging, use_gunicorn

@@ -26,7 +26,6 @@ from .hosts.cliopts import grid_options
 from .images import IMAGE_SUFFIXES
 
 
-
 # --------------------------------------------------------------------------- options
 def add_auto_options(s: argparse.ArgumentParser, required: bool = False) -> None:
     """``--everything`` / ``--find`` and their settings (shared by ``predict`` and ``label``)."""

@@ -9,9 +9,9 @@ value (what is embedded) and ``synonyms`` = the other names.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Optional, Tuple
 
-from .labelmap import HostLabel
+from .labelmap import HostLabel, merge_labels
 
 
 def split_names(v: Any) -> Tuple[str, ...]:
@@ -30,15 +30,6 @@ def label_from_json(item: Any) -> Optional[HostLabel]:
         return HostLabel(str(item.get("alias") or item["value"]), item["value"],
                          split_names(item.get("predicted_values")))
     return None
-
-
-def merge_labels(*groups: Iterable[HostLabel]) -> Tuple[HostLabel, ...]:
-    """The labels of all ``groups`` in order, each ``name`` once (the first one wins)."""
-    out: Dict[str, HostLabel] = {}
-    for group in groups:
-        for lab in group:
-            out.setdefault(lab.name, lab)
-    return tuple(out.values())
 
 
 def labels_from_json(raw: Any) -> Tuple[HostLabel, ...]:

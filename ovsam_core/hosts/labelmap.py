@@ -53,6 +53,15 @@ class HostLabel:
 
 
 
+def merge_labels(*groups: Iterable[HostLabel]) -> Tuple[HostLabel, ...]:
+    """The labels of all ``groups`` in order, each ``name`` once (the first one wins)."""
+    out: Dict[str, HostLabel] = {}
+    for group in groups:
+        for lab in group:
+            out.setdefault(lab.name, lab)
+    return tuple(out.values())
+
+
 class LabelMapper:
     """Maps a vocabulary's classes onto a host's labels.
 
@@ -67,10 +76,7 @@ class LabelMapper:
     """
 
     def __init__(self, labels: Sequence[HostLabel], class_names: Optional[Sequence[str]] = None) -> None:
-        uniq: Dict[str, HostLabel] = {}
-        for lab in labels:
-            uniq.setdefault(lab.name, lab)
-        self.labels: Tuple[HostLabel, ...] = tuple(uniq.values())
+        self.labels: Tuple[HostLabel, ...] = merge_labels(labels)
         self.index = {lab.name: i for i, lab in enumerate(self.labels)}
         key_to_labels: Dict[str, List[int]] = {}
         for i, lab in enumerate(self.labels):

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hmac
 import logging
-from contextlib import contextmanager
 import threading
 import time
+from contextlib import contextmanager
 from typing import Any, Callable, Dict, Generic, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from .serving import LazyModel, Metrics, json_object, overrun_note
@@ -54,10 +54,8 @@ def internal_error(e: BaseException) -> str:
 
 def request_body(raw: Any) -> Dict[str, Any]:
     """A request's body (JSON bytes or text) as a dict; a 400 :class:`ServiceError` says what is wrong."""
-    try:
+    with service_errors():
         return json_object(raw, "the request body")
-    except ValueError as e:
-        raise ServiceError(str(e), 400) from None
 
 
 def credentials_match(user: Optional[str], password: Optional[str], want_user: str, want_password: str) -> bool:

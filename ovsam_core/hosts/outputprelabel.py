@@ -12,10 +12,10 @@ Coordinates are original-image pixels: masks (H, W) bool, boxes (x0, y0, x1, y1)
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, ContextManager, List, Mapping, Optional, Sequence, Tuple
 
 from ..prompts import Prompt
-from .labelmap import HostLabel
+from .labelmap import HostLabel, merge_labels
 from .labelprompts import PromptObject
 from .prelabel import AutoSettings, PrelabelResult, prelabel
 
@@ -41,12 +41,8 @@ def prelabel_outputs(predictor, image, settings: AutoSettings, outputs: Mapping[
     Raises:
         ValueError: no output has a label (find mode).
     """
-    labels: Dict[str, HostLabel] = {}
-    for labs in outputs.values():
-        for lab in labs:
-            labels.setdefault(lab.name, lab)
     with lock or contextlib.nullcontext():
-        res = prelabel(predictor, image, settings, list(labels.values()),
+        res = prelabel(predictor, image, settings, list(merge_labels(*outputs.values())),
                        vocabulary=vocabulary if settings.mode == "everything" else None)
     allowed = {name: {lab.name for lab in labs} for name, labs in outputs.items()}
     objects = []
