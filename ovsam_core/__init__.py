@@ -37,6 +37,7 @@ from .text.vocab_data import Vocabulary, get_vocabulary
 from .vocabulary import (TextClassifier, VocabularyError, load_vocabulary, load_vocabulary_bundle,
                          is_preset, looks_like_path, parse_vocabulary_text, save_vocabulary_bundle, vocabulary_to_text)
 from .predictor import ObjectPrediction, Prediction, Predictor, check_recognition_options, resolve_device
+from .runtime.auto import CHOICES as PRECISION_CHOICES
 from .results import mask_to_rle, prediction_to_json, render_overlay, rle_to_mask
 from .hosts.fetch import (ImageTooLargeError, UnsafeSourceError, check_image_pixels, decode_data_url,
                     image_header_size, is_public_address, load_image_limited, safe_join)
@@ -102,7 +103,7 @@ __all__ = [
     "Vocabulary", "get_vocabulary", "TextClassifier", "VocabularyError", "load_vocabulary",
     "load_vocabulary_bundle", "save_vocabulary_bundle", "is_preset", "looks_like_path", "parse_vocabulary_text",
     "vocabulary_to_text",
-    "ObjectPrediction", "Prediction", "Predictor", "resolve_device",
+    "ObjectPrediction", "Prediction", "Predictor", "resolve_device", "PRECISION_CHOICES",
     "mask_to_rle", "prediction_to_json", "render_overlay", "rle_to_mask",
     "ImageTooLargeError", "UnsafeSourceError", "check_image_pixels", "decode_data_url", "image_header_size",
     "is_public_address", "load_image_limited", "safe_join",

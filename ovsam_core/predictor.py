@@ -150,8 +150,9 @@ class Predictor:
         dtype: image-encoder precision: ``auto`` (default: the fastest path that keeps the
             answers on this machine, see :mod:`ovsam_core.runtime.auto`), ``fp32`` (the parity
             reference), ``bf16`` (fast with AMX / some AVX512-BF16 CPUs and on GPUs, *slow* on
-            AVX2-only CPUs; channels_last on CPU), ``fp16`` (GPU only), ``ov-fp32`` / ``ov-bf16`` / ``ov-int8``
-            (OpenVINO on the CPU, ``ovsam[openvino]``). :attr:`dtype` holds the resolved value.
+            AVX2-only CPUs; channels_last on CPU), ``fp16`` (GPU only), ``ov-fp32`` / ``ov-bf16`` /
+            ``ov-mixed`` / ``ov-int8`` (OpenVINO on the CPU, ``ovsam[openvino]``; see
+            :mod:`ovsam_core.runtime.auto`). :attr:`dtype` holds the resolved value.
         low_memory: drop the resident pages of the memory-mapped encoder weights after each
             encoder stage (see :mod:`ovsam_core.weights.paging`): peak memory is one stage's
             weights instead of all, for ~0.1-0.3 s more per encode. Default: on when the

@@ -48,7 +48,23 @@ def test_native_isa_matches_the_cpu_flags():
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     assert info.capability == torch.backends.cpu.get_cpu_capability()
     assert info.amx == ("amx_bf16" in flags and info.avx512)
+    assert info.vnni == (info.amx or ("avx512_vnni" in flags and info.avx512))
     assert info.isa in ("AMX", "AVX512-BF16", "AVX512", "AVX2", "other")
+
+
+@pytest.mark.skipif("avx512_vnni" not in (open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""),
+                    reason="needs a CPU with AVX512-VNNI to cap")
+def test_onednn_cap_below_bf16_keeps_vnni_and_drops_bf16():
+    """``ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI`` emulates a Cascade/Ice Lake class CPU (the bench's
+    ``avx512-vnni`` case): int8 dot products, no native bf16; AVX2 caps drop both."""
+    code = ("import json; from ovsam_core.runtime import cpu_info, validate_precision; import torch;"
+            "i = cpu_info(); print(json.dumps([i.vnni, i.fast_bf16]))")
+    uncapped = {k: "" for k in AVX2_ENV}  # also when this session itself runs under the AVX2 caps
+    vnni, bf16 = json.loads(_run_py(code, {**uncapped, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"})
+                            .strip().splitlines()[-1])
+    assert vnni is True and bf16 is False
+    vnni, bf16 = json.loads(_run_py(code, AVX2_ENV).strip().splitlines()[-1])
+    assert vnni is False and bf16 is False
 
 
 def test_auto_without_openvino_uses_the_best_torch_path(monkeypatch):
@@ -66,25 +82,38 @@ def test_auto_without_openvino_uses_the_best_torch_path(monkeypatch):
     assert resolve_precision("auto", CPU, image_size=256).name == "fp32"
 
 
-def test_auto_with_openvino_uses_bf16_kernels_only_where_bf16_is_native(monkeypatch):
+def test_auto_with_openvino_uses_low_precision_kernels_only_where_they_are_native(monkeypatch):
     import ovsam_core.runtime.openvino_encoder as ove
     from ovsam_core.runtime.isa import CpuInfo
 
-    monkeypatch.setattr(ove, "openvino_available", lambda int8=False: True)
-    cases = {(False, False, False): "ov-fp32",   # AVX2 laptop
-             (False, False, True): "ov-fp32",    # AVX-512 without bf16
-             (False, True, True): "ov-bf16",     # AVX512-BF16 (AMD Zen 4, Cooper Lake)
-             (True, True, True): "bf16"}         # AMX: PyTorch bf16, measured ~3.7x
-    for (amx, bf16, avx512), want in cases.items():
+    nncf = {"installed": True}
+    monkeypatch.setattr(ove, "openvino_available", lambda int8=False: nncf["installed"] or not int8)
+    cases = {(False, False, False, False): "ov-fp32",   # AVX2 laptop
+             (False, False, True, False): "ov-fp32",    # AVX-512 without bf16 or VNNI (Skylake-SP)
+             (False, False, True, True): "ov-mixed",    # AVX512-VNNI (Cascade Lake, Ice Lake)
+             (False, True, True, True): "ov-mixed",     # AVX512-BF16 + VNNI (AMD Zen 4, Cooper Lake)
+             (True, True, True, True): "ov-mixed"}      # AMX
+    without_nncf = {(False, True, True, True): "ov-bf16", (True, True, True, True): "bf16",
+                    (False, False, True, True): "ov-fp32"}
+    for (amx, bf16, avx512, vnni), want in cases.items():
         info = CpuInfo(model="cpu", capability="AVX512" if avx512 else "AVX2", amx=amx, avx512_bf16=bf16,
-                       avx512=avx512, emulation="")
+                       avx512=avx512, emulation="", vnni=vnni)
         monkeypatch.setattr(auto_mod, "cpu_info", lambda info=info: info)
+        nncf["installed"] = True
         assert resolve_precision("auto", CPU).name == want, info
+        nncf["installed"] = False
+        assert resolve_precision("auto", CPU).name == without_nncf.get((amx, bf16, avx512, vnni), want), info
         if bf16:
             validate_precision("ov-bf16", CPU)
         else:  # emulated bf16 is slow: an explicit request is refused with advice
             with pytest.raises(ValueError, match="AVX512-BF16 or AMX"):
                 validate_precision("ov-bf16", CPU)
+        for name in ("ov-mixed", "ov-int8"):
+            if vnni:
+                validate_precision(name, CPU)
+            else:  # OpenVINO would refuse (mixed) or saturate (int8): refused here first, with advice
+                with pytest.raises(ValueError, match="AVX512-VNNI or AMX.*--dtype auto or ov-fp32"):
+                    validate_precision(name, CPU)
 
 
 def test_fp16_on_cpu_error_gives_advice_for_this_machine():
@@ -209,7 +238,16 @@ def test_openvino_encoder_fp32_and_int8_with_disk_cache(tmp_path):
     x = torch.randn(1, 3, m.cfg.image_size, m.cfg.image_size)
     ref = m.extract_features(x)
     calib = [torch.randn(1, 3, m.cfg.image_size, m.cfg.image_size) for _ in range(2)]
-    for prec, tol in (("fp32", 1e-4), ("bf16", 0.05), ("int8", 0.15)):
+    precisions = [("fp32", 1e-4)]
+    for prec, tol, usable, needs in (("bf16", 0.05, cpu_info().fast_bf16, "AVX512-BF16 or AMX"),
+                                     ("mixed", 0.05, cpu_info().vnni, "AVX512-VNNI or AMX"),
+                                     ("int8", 0.15, cpu_info().vnni, "AVX512-VNNI or AMX")):
+        if usable:
+            precisions.append((prec, tol))
+        else:  # OpenVINO would fail deep in its plugin (or emulate bf16): refused first, with the way out
+            with pytest.raises(ValueError, match=f"{needs}.*use 'fp32'"):
+                OpenVINOEncoder(m, "seed:0", prec, cache_dir=tmp_path)
+    for prec, tol in precisions:
         enc = OpenVINOEncoder(m, "seed:0", prec, cache_dir=tmp_path, calibration=calib)
         if sys.platform == "linux":  # the IR's mapped weights were dropped after compiling
             assert enc.released > 0

@@ -2,7 +2,9 @@
 
 The AVX2 case runs on any x86 machine by emulation: the child process starts with
 ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` (they must be
-set before torch is imported, hence one subprocess per ISA). Inside a child, every mode runs
+set before torch is imported, hence one subprocess per ISA). ``avx512-vnni`` (opt-in, on an
+AVX512-BF16 or AMX machine) caps oneDNN at ``AVX512_CORE_VNNI``: a Cascade Lake / Ice Lake
+class CPU, int8 dot products without native bf16. Inside a child, every mode runs
 round-robin (A B C A B C ...) after one warm-up, so that load changes hit all modes alike; the
 report gives ratios of the eager baseline's time to each mode's, from the same child.
 
@@ -12,7 +14,8 @@ Modes (random real-size weights, seed 0; 1x3x1024x1024 input):
   heads x 4096 x 4096 scores), fp32 -- the baseline;
 * ``fp32``: today's PyTorch fp32 path (query-chunked exact attention);
 * ``bf16``: PyTorch bf16 autocast + channels_last trunk (what ``--dtype bf16`` does);
-* ``ov-fp32``, ``ov-bf16`` (AVX512-BF16 / AMX only) and, opt-in, ``ov-int8``: the OpenVINO encoder
+* ``ov-fp32``, ``ov-bf16`` (AVX512-BF16 / AMX only), ``ov-mixed`` (AVX512-VNNI / AMX only) and,
+  opt-in, ``ov-int8``: the OpenVINO encoder
   (``ovsam_core.runtime``), compiled once (conversion/calibration time reported separately, not
   in the ratios);
 * the report marks which one ``--dtype auto`` picks in that child.
@@ -47,8 +50,9 @@ for p in (str(ROOT), str(HERE.parent)):
 ISA_ENV = {
     "native": {},
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "avx512-vnni": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"},
 }
-MODES = ("eager", "fp32", "bf16", "ov-fp32", "ov-bf16")
+MODES = ("eager", "fp32", "bf16", "ov-fp32", "ov-bf16", "ov-mixed")
 OPT_IN_MODES = ("ov-int8",)  # calibration needs >10 GB at 1024²: --modes ...,ov-int8
 
 
@@ -90,6 +94,8 @@ def _child(modes: Sequence[str], repeats: int, out: Path, cache: Path, all_modes
             runners[mode] = run
         elif mode in ("bf16", "ov-bf16") and not info.fast_bf16 and not all_modes:
             skipped[mode] = "bf16 is emulated on this ISA (several times slower than fp32; --all-modes runs it)"
+        elif mode == "ov-mixed" and not info.vnni:
+            skipped[mode] = "no int8 dot products (VNNI/AMX) on this ISA: OpenVINO refuses its run-time quantisation"
         elif mode == "bf16":
             bb_cl = copy.deepcopy(model.backbone).to(memory_format=torch.channels_last)
             net = copy.copy(model)  # shares every module but the channels_last trunk
@@ -101,7 +107,7 @@ def _child(modes: Sequence[str], repeats: int, out: Path, cache: Path, all_modes
                 return type(f)(embedding=f.embedding.float(), fpn=tuple(t.float() for t in f.fpn), c5=f.c5.float())
             runners[mode] = run
         elif mode.startswith("ov-"):
-            if not openvino_available(int8=mode == "ov-int8"):
+            if not openvino_available(int8=mode in ("ov-int8", "ov-mixed")):
                 skipped[mode] = "openvino/nncf not installed"
                 continue
             t = time.perf_counter()

@@ -62,7 +62,7 @@ class AnnotatorSettings:
     model: str = "ovsam-lvis"
     weights_dir: Optional[str] = None
     device: str = "auto"
-    dtype: str = "fp32"
+    dtype: str = "auto"
     embeddings_dir: Optional[str] = None
     vocabulary: Any = None
     mode: Optional[str] = None

@@ -8,18 +8,25 @@ Encoder precisions (the ``dtype`` of :class:`~ovsam_core.Predictor` and ``--dtyp
             (emulated, several times *slower* than fp32, on AVX2-only CPUs); GPUs.
 ``fp16``    PyTorch, fp16 autocast: GPUs only.
 ``ov-fp32`` OpenVINO CPU kernels in fp32 (``ovsam[openvino]``).
-``ov-bf16`` OpenVINO, the neck's transformer in bf16 (trunk fp32): AVX512-BF16 / AMX CPUs only.
+``ov-bf16`` OpenVINO, the SAM2CLIP neck in bf16 (trunk and FPN fp32): AVX512-BF16 / AMX CPUs only.
+``ov-mixed`` OpenVINO, trunk and FPN fp32, the neck's matrix products int8 (int8 weights,
+            activations quantised at run time, no calibration), the rest of the neck bf16
+            where bf16 is native: CPUs with int8 dot products (AVX512-VNNI, AMX) only.
 ``ov-int8`` OpenVINO with NNCF int8 post-training quantisation (``ovsam[openvino]``).
 =========== =============================================================================
+
+The trunk and the FPN stay fp32 on every CPU path that ``auto`` picks: their features name the
+objects (the CLIP head reads them), and in bf16 they already reorder near-tied classes of a
+top-5. The neck only shapes the masks, which tolerate its lower precision (mask IoU >= 0.98).
 
 ``auto`` picks, in order:
 
 * CUDA: ``bf16`` where the GPU supports it, else ``fp16``; MPS: ``fp32``.
-* CPU with AMX: ``bf16`` (native bf16 tiles).
-* CPU with AVX512-BF16 but no AMX, real-size model, OpenVINO installed: ``ov-bf16`` (the
-  trunk in fp32, the neck's transformer in bf16; on a 2-core AMD Zen 4: 2.29x the eager fp32
-  encode against ``ov-fp32``'s 1.76x, 0.2 GB less memory; embedding rel. error 6.5e-3, labels,
-  top-5 and masks kept on the parity case: ``tests/test_runtime_accuracy.py``).
+* CPU with int8 dot products (AVX512-VNNI or AMX), real-size model, OpenVINO and NNCF
+  installed: ``ov-mixed`` (on a 2-core AMD Zen 4: see ``bench/README.md``; labels, top-5 and
+  masks kept on the parity case: ``tests/test_runtime_accuracy.py``).
+* CPU with AMX, without OpenVINO: ``bf16`` (native bf16 tiles).
+* CPU with AVX512-BF16, real-size model, OpenVINO installed (no NNCF): ``ov-bf16``.
 * CPU, real-size model, OpenVINO installed: ``ov-fp32`` (same answers as fp32, embedding
   rel. error ~1e-6, measured faster than PyTorch fp32; ``bench/ovsam_bench/encode_isa.py``).
   ``ov-int8`` is opt-in (``--dtype ov-int8``): it changes the features more (rel. error a
@@ -49,7 +56,7 @@ from .isa import CpuInfo, cpu_info
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16", "ov-fp32", "ov-bf16", "ov-int8")
+PRECISIONS = ("fp32", "bf16", "fp16", "ov-fp32", "ov-bf16", "ov-mixed", "ov-int8")
 CHOICES = ("auto",) + PRECISIONS
 #: Images at least this large (model frame) are worth an accelerated runtime.
 ACCELERATE_MIN_IMAGE_SIZE = 512
@@ -89,6 +96,10 @@ def validate_precision(name: str, device: torch.device) -> None:
                          f"({bf16_advice()})")
     if name == "ov-bf16" and device.type == "cpu" and not cpu_info().fast_bf16:
         raise ValueError(f"ov-bf16 needs AVX512-BF16 or AMX ({bf16_advice()}); use --dtype auto or ov-fp32")
+    if name in ("ov-mixed", "ov-int8") and device.type == "cpu" and not cpu_info().vnni:
+        raise ValueError(f"{name} needs int8 dot products (AVX512-VNNI or AMX), which this CPU "
+                         f"({cpu_info().isa}) lacks (its int8 kernels would be no faster than fp32, and "
+                         "saturate); use --dtype auto or ov-fp32")
     if name.startswith("ov-") and device.type != "cpu":
         raise ValueError(f"{name} runs the encoder with OpenVINO on the CPU; with --device {device.type} "
                          "use --dtype auto, bf16 or fp16")
@@ -169,10 +180,13 @@ def resolve_precision(requested: str, device: torch.device, image_size: int = 10
     info = cpu_info()
     if image_size < ACCELERATE_MIN_IMAGE_SIZE:
         return PrecisionChoice("fp32", f"{info.describe()}: small model (the fp32 reference is fast enough)")
-    if info.amx:
-        return PrecisionChoice("bf16", f"{info.describe()}: native bf16 (AMX)")
     from .openvino_encoder import openvino_available
 
+    if info.vnni and openvino_available(int8=True):
+        return PrecisionChoice("ov-mixed", f"{info.describe()}: OpenVINO installed, native int8 dot products "
+                                           "for the neck (trunk and FPN fp32)")
+    if info.amx:
+        return PrecisionChoice("bf16", f"{info.describe()}: native bf16 (AMX)")
     if openvino_available():
         if info.avx512_bf16:
             return PrecisionChoice("ov-bf16", f"{info.describe()}: OpenVINO installed, native bf16 dot products")

@@ -1,4 +1,4 @@
-"""What the CPU can do fast: torch's kernel level, oneDNN's ISA cap, AMX / AVX512-BF16 flags.
+"""What the CPU can do fast: torch's kernel level, oneDNN's ISA cap, AMX / AVX512-BF16 / VNNI flags.
 
 bf16 is only fast where the hardware multiplies bf16 natively (AMX tiles, or AVX512-BF16
 dot products); on AVX2-only CPUs PyTorch emulates it and bf16 is several times *slower* than
@@ -60,6 +60,8 @@ class CpuInfo:
         avx512_bf16: AVX512-BF16 usable (hardware flag, torch at AVX512, oneDNN cap).
         avx512: AVX-512 usable by torch's kernels.
         emulation: the capping env variables that are set, ``NAME=value`` joined by spaces.
+        vnni: int8 dot products usable by oneDNN (AVX512-VNNI or AMX; OpenVINO's run-time
+            quantisation of ``ov-mixed`` needs them).
     """
 
     model: str
@@ -68,6 +70,7 @@ class CpuInfo:
     avx512_bf16: bool
     avx512: bool
     emulation: str
+    vnni: bool = False
 
     @property
     def isa(self) -> str:
@@ -90,13 +93,15 @@ class CpuInfo:
         """A short stable key of this CPU + caps (for per-machine caches)."""
         import torch
 
-        raw = "|".join([self.model, self.capability, str(self.amx), str(self.avx512_bf16), self.emulation,
+        raw = "|".join([self.model, self.capability, str(self.amx), str(self.avx512_bf16), str(self.vnni),
+                        self.emulation,
                         torch.__version__, str(torch.get_num_threads())])
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     def describe(self) -> str:
         emu = f", emulated: {self.emulation}" if self.emulation else ""
-        return f"{self.isa} ({self.model}; torch kernels {self.capability}{emu})"
+        vnni = ", VNNI" if self.vnni and not self.amx else ""
+        return f"{self.isa} ({self.model}; torch kernels {self.capability}{vnni}{emu})"
 
 
 @lru_cache(maxsize=1)
@@ -109,5 +114,7 @@ def cpu_info() -> CpuInfo:
     avx512 = cap.upper().startswith("AVX512")
     amx = "amx_bf16" in flags and avx512 and _onednn_allows("AVX512_CORE_AMX")
     bf16 = "avx512_bf16" in flags and avx512 and _onednn_allows("AVX512_CORE_BF16")
+    vnni = amx or ("avx512_vnni" in flags and avx512 and _onednn_allows("AVX512_CORE_VNNI"))
     emulation = " ".join(f"{k}={os.environ[k]}" for k in EMULATION_ENV if os.environ.get(k))
-    return CpuInfo(model=model, capability=cap, amx=amx, avx512_bf16=bf16, avx512=avx512, emulation=emulation)
+    return CpuInfo(model=model, capability=cap, amx=amx, avx512_bf16=bf16, avx512=avx512, emulation=emulation,
+                   vnni=vnni)

@@ -1,9 +1,9 @@
-"""The image encoder (CLIP trunk + SAM2CLIP neck + FPN) compiled by OpenVINO: fp32, bf16 or int8.
+"""The image encoder (CLIP trunk + SAM2CLIP neck + FPN) compiled by OpenVINO: fp32, bf16, mixed or int8.
 
 Optional: ``pip install "ovsam[openvino]"``. The encoder is converted from the loaded PyTorch
-model once, as two OpenVINO IR graphs run one after the other (``stage1``: CLIP trunk, FPN and
-the neck's patch embeddings, image -> P2..P5, C5 and the neck's input tokens; ``stage2``: the
-neck's transformer blocks, tokens -> embedding), and saved in the cache folder under a key of
+model once, as two OpenVINO IR graphs run one after the other (``stage1``: CLIP trunk and FPN,
+image -> P2..P5 and C2..C5: what names the objects; ``stage2``: the SAM2CLIP neck, C2..C5 ->
+embedding: what shapes the masks), and saved in the cache folder under a key of
 the model signature (model, weights, architecture, precision, calibration set, ovsam and
 OpenVINO versions). Every later start compiles that IR (a few seconds). The PyTorch trunk and
 neck are then never run, so their memory-mapped weights are never read.
@@ -11,18 +11,25 @@ neck are then never run, so their memory-mapped weights are never read.
 Precisions:
 
 * ``fp32``: fp32 IR, fp32 arithmetic (embedding rel. error ~1e-6 against PyTorch fp32).
-* ``bf16``: stage 1 as in ``fp32`` (its C5 features name the objects: in bf16 they reorder
-  near-tied classes of the top-5), stage 2 with fp16-stored weights run at OpenVINO's bf16
-  inference precision: for CPUs with AVX512-BF16 or AMX only (elsewhere bf16 is emulated).
+* ``bf16``: stage 1 as in ``fp32`` (the FPN and C5 features name the objects: in bf16 they
+  reorder near-tied classes of the top-5), stage 2 with fp16-stored weights run at OpenVINO's
+  bf16 inference precision: for CPUs with AVX512-BF16 or AMX only (elsewhere bf16 is emulated).
+* ``mixed``: stage 1 as in ``fp32``; the linear layers of stage 2's transformer blocks in int8,
+  with int8 weights (NNCF weight compression, per output channel) and activations quantised at
+  run time per group of :data:`DYNAMIC_GROUP` values (no calibration set); the rest of stage 2
+  in bf16 where bf16 is native, else fp32: for CPUs with int8 dot products (AVX512-VNNI or AMX;
+  elsewhere the plugin refuses run-time quantisation).
 * ``int8``: NNCF post-training quantisation of the fp32 IR, stage by stage (calibration set:
   :mod:`.calibration`).
 
 Memory: compiling a graph maps its IR weights and repacks them into the plugin's own layouts;
 the mapped pages are then dropped from this process (``madvise``; they stay in the page cache),
 so the two stages' mapped weights never coexist and a running encoder holds one copy of its
-weights (~1.2 GB in fp32, ~1.0 GB in bf16 for RN50x16). Each stage's activations are released
-after it ran (``CompiledModel.release_memory``) and the outputs are written straight into
-arrays that the caller keeps. ``ovsam predict`` (real-size, one box) peaks at 2.4 GB with
+weights (~1.2 GB in fp32, ~1.0 GB in bf16 for RN50x16). Not resident (``ovsam predict``): each
+stage's activations are released after it ran (``CompiledModel.release_memory``) and the outputs
+are written straight into arrays that the caller keeps. Resident (a server, a notebook, the
+bench): stage 2 reads stage 1's outputs in place and both stages keep their activation memory
+between encodes, the faster choice for a process that encodes many images. ``ovsam predict`` (real-size, one box) peaks at 2.4 GB with
 ``bf16`` and 2.6 GB with ``fp32`` on a 2-core AMD Zen 4 (``tests/test_memory.py``).
 
 One-off costs (real-size RN50x16 encoder, 2-core CPU): converting to the fp32 IR takes 3-7 min
@@ -54,13 +61,26 @@ __all__ = ["OpenVINOEncoder", "OpenVINOUnavailable", "openvino_available", "cali
            "default_calibration_images", "release_file_pages", "CALIBRATION_ENV", "CALIBRATION_IMAGES",
            "PRECISIONS"]
 
-PRECISIONS = ("fp32", "bf16", "int8")
-#: The two graphs, run in this order, and their output names.
-STAGES = {"stage1": ("p2", "p3", "p4", "p5", "tokens", "c5"), "stage2": ("embedding",)}
-#: OpenVINO inference precision of each stage per encoder precision (int8 layers run int8).
+PRECISIONS = ("fp32", "bf16", "mixed", "int8")
+#: The two graphs, run in this order, and their output names (stage 2's inputs: C2..C5).
+STAGES = {"stage1": ("p2", "p3", "p4", "p5", "c2", "c3", "c4", "c5"), "stage2": ("embedding",)}
+FEATURES = ("c2", "c3", "c4", "c5")
+#: OpenVINO inference precision of each stage per encoder precision (int8 layers run int8;
+#: ``native`` = bf16 where the CPU multiplies bf16 natively, else f32).
 INFERENCE_PRECISION = {"fp32": {"stage1": "f32", "stage2": "f32"}, "bf16": {"stage1": "f32", "stage2": "bf16"},
-                       "int8": {"stage1": "f32", "stage2": "f32"}}
-LAYOUT = "two-stage-v1"  # part of the cache key: the files of a cache entry
+                       "mixed": {"stage1": "f32", "stage2": "native"}, "int8": {"stage1": "f32", "stage2": "f32"}}
+#: What a precision needs from the CPU: (:class:`~.isa.CpuInfo` flag, in words).
+#: Without VNNI, oneDNN's int8 kernels saturate (u8 x s8 pairs in 16 bits): under AVX2 caps the
+#: tiny test model's int8 embedding error was 0.26 against 0.01 with VNNI, and no faster than fp32.
+NEEDS = {"bf16": ("fast_bf16", "native bf16 (AVX512-BF16 or AMX)"),
+         "mixed": ("vnni", "int8 dot products (AVX512-VNNI or AMX)"),
+         "int8": ("vnni", "int8 dot products (AVX512-VNNI or AMX)")}
+#: ``mixed``: activations of stage 2's matrix products are quantised per group of this many values.
+DYNAMIC_GROUP = 128
+#: ``mixed``: the layers with int8 weights (names in the converted graph): the neck's transformer
+#: blocks' qkv, proj and MLP linears (~73 % of the neck's multiply-adds).
+INT8_LAYERS = r"\.blocks\.\d+\.(mlp\.lin[12]|attn\.(qkv|proj))/"
+LAYOUT = "two-stage-v2"  # part of the cache key: the files of a cache entry
 
 
 def openvino_available(int8: bool = False) -> bool:
@@ -72,7 +92,7 @@ def openvino_available(int8: bool = False) -> bool:
 
 
 class _Stage1(nn.Module):
-    """(1, 3, S, S) normalised image -> P2..P5, neck input tokens (1, S/16, S/16, D), C5."""
+    """(1, 3, S, S) normalised image -> P2..P5, C2..C5."""
 
     def __init__(self, model: OVSAM) -> None:
         super().__init__()
@@ -81,18 +101,18 @@ class _Stage1(nn.Module):
     def forward(self, x: torch.Tensor):
         m = self.model
         feats = list(m.backbone(x))
-        return (*m.fpn_neck(feats), m.neck.tokens(feats), feats[-1])
+        return (*m.fpn_neck(feats), *feats)
 
 
 class _Stage2(nn.Module):
-    """Neck tokens -> (1, prompt_dim, S/16, S/16) image embedding."""
+    """C2..C5 -> (1, prompt_dim, S/16, S/16) image embedding (the whole SAM2CLIP neck)."""
 
     def __init__(self, model: OVSAM) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: torch.Tensor):
-        return self.model.neck.transform(tokens)
+    def forward(self, c2: torch.Tensor, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor):
+        return self.model.neck([c2, c3, c4, c5])
 
 
 class OpenVINOEncoder:
@@ -101,8 +121,9 @@ class OpenVINOEncoder:
     Args:
         model: the loaded PyTorch model (read once, at the first conversion).
         signature: identifies the weights (e.g. ``LoadedModel.weights_id``); part of the cache key.
-        precision: ``fp32`` (OpenVINO kernels, fp32 arithmetic), ``bf16`` (the neck's transformer
-            in bf16: AVX512-BF16 / AMX CPUs) or ``int8`` (NNCF PTQ).
+        precision: ``fp32`` (OpenVINO kernels, fp32 arithmetic), ``bf16`` (the neck in bf16:
+            AVX512-BF16 / AMX CPUs), ``mixed`` (the neck's matrix products int8, dynamically
+            quantised: AVX512-VNNI / AMX CPUs) or ``int8`` (NNCF PTQ).
         cache_dir: where the IR lives (default ``<ovsam cache>/openvino``).
         calibration: int8 only: (1, 3, S, S) inputs (:func:`calibration_inputs`); default the
             bundled photographs.
@@ -123,8 +144,16 @@ class OpenVINOEncoder:
                  resident: bool = True) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown OpenVINO precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if not openvino_available(int8=precision == "int8"):
-            what = "openvino and nncf" if precision == "int8" else "openvino"
+        if precision in NEEDS:
+            from .isa import cpu_info
+
+            flag, what = NEEDS[precision]
+            if not getattr(cpu_info(), flag):  # the plugin would fail deep inside (or emulate bf16, slowly)
+                raise ValueError(f"OpenVINO precision {precision!r} needs {what}; this CPU is "
+                                 f"{cpu_info().describe()}: use 'fp32'")
+        nncf_needed = precision in ("int8", "mixed")
+        if not openvino_available(int8=nncf_needed):
+            what = "openvino and nncf" if nncf_needed else "openvino"
             raise OpenVINOUnavailable(f"{what} not installed: pip install 'ovsam[openvino]', "
                                       "or use --dtype fp32")
         import openvino as ov
@@ -156,16 +185,18 @@ class OpenVINOEncoder:
                         "INFERENCE_PRECISION_HINT": "f32"}
         fp32_dir = root / key("fp32", "")
         # where each stage's IR lives: bf16 keeps stage 1 in the fp32 folder (not stored twice)
-        own = {"fp32": (), "bf16": ("stage2",), "int8": tuple(STAGES)}[precision]
+        own = {"fp32": (), "bf16": ("stage2",), "mixed": ("stage2",), "int8": tuple(STAGES)}[precision]
         sources = {s: (self.dir if s in own else fp32_dir) / f"{s}.xml" for s in STAGES}
         if not all(x.is_file() for x in sources.values()):
             say = notify or (lambda msg: None)
-            if not (fp32_dir / "stage2.xml").is_file():  # bf16 and int8 are derived from the fp32 IR
+            if not (fp32_dir / "stage2.xml").is_file():  # the others are derived from the fp32 IR
                 say(f"converting the image encoder to OpenVINO once (a few minutes; cached in {root})")
                 _write_folder(fp32_dir, lambda tmp: self._convert(model, tmp))
             if precision == "bf16" and not sources["stage2"].is_file():
                 _write_folder(self.dir, lambda tmp: ov.save_model(
                     core.read_model(str(fp32_dir / "stage2.xml")), str(tmp / "stage2.xml"), compress_to_fp16=True))
+            elif precision == "mixed" and not sources["stage2"].is_file():
+                _write_folder(self.dir, lambda tmp: _compress_weights(core, fp32_dir / "stage2.xml", tmp / "stage2.xml"))
             elif precision == "int8" and not sources["stage2"].is_file():
                 say(f"calibrating the int8 encoder once (slow, GBs per calibration image; cached in {root})")
                 if calib is None:
@@ -182,7 +213,14 @@ class OpenVINOEncoder:
         works from its repacked copy): the two stages' mapped weights never coexist."""
         xml = self._sources[stage]
         hint = INFERENCE_PRECISION[self.precision][stage]
-        compiled = self._core.compile_model(str(xml), "CPU", {**self._config, "INFERENCE_PRECISION_HINT": hint})
+        config = {**self._config, "INFERENCE_PRECISION_HINT": hint}
+        if hint == "native":
+            from .isa import cpu_info
+
+            config["INFERENCE_PRECISION_HINT"] = "bf16" if cpu_info().fast_bf16 else "f32"
+        if self.precision == "mixed" and stage == "stage2":
+            config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = DYNAMIC_GROUP
+        compiled = self._core.compile_model(str(xml), "CPU", config)
         self.released += release_file_pages(xml.with_suffix(".bin"))
         return compiled
 
@@ -197,13 +235,13 @@ class OpenVINOEncoder:
         import openvino as ov
 
         size = self.image_size
-        tokens = tuple(model.neck.pos_embed.shape)
+        feats = [(1, c, size // s, size // s) for c, s in zip(model.cfg.backbone_channels, (4, 8, 16, 32))]
         log.info("converting the image encoder to OpenVINO (once; cached)")
-        graphs = {"stage1": (_Stage1(model), (1, 3, size, size)), "stage2": (_Stage2(model), tokens)}
-        for name, (graph, shape) in graphs.items():
+        graphs = {"stage1": (_Stage1(model), [(1, 3, size, size)]), "stage2": (_Stage2(model), feats)}
+        for name, (graph, shapes) in graphs.items():
             with torch.no_grad():
-                ov_model = ov.convert_model(graph.eval(), example_input=torch.zeros(shape),
-                                            input=[(shape, ov.Type.f32)])
+                ov_model = ov.convert_model(graph.eval(), example_input=tuple(torch.zeros(s) for s in shapes),
+                                            input=[(s, ov.Type.f32) for s in shapes])
             for port, out_name in zip(ov_model.outputs, STAGES[name]):
                 port.get_tensor().set_names({out_name})
             ov.save_model(ov_model, str(out / f"{name}.xml"), compress_to_fp16=False)
@@ -211,7 +249,7 @@ class OpenVINOEncoder:
             gc.collect()  # the traced graph of stage 1 is not kept while stage 2 is traced
 
     def _quantize(self, fp32_dir: Path, out: Path, calib: List[torch.Tensor]) -> None:
-        """NNCF PTQ of each stage; stage 2 is calibrated on the fp32 stage 1's tokens of the same images."""
+        """NNCF PTQ of each stage; stage 2 is calibrated on the fp32 stage 1's C2..C5 of the same images."""
         import nncf
         import openvino as ov
 
@@ -225,12 +263,15 @@ class OpenVINOEncoder:
             del q
             if s == "stage1":
                 fp32 = self._core.compile_model(xml, "CPU", self._config)
-                idx = STAGES["stage1"].index("tokens")
-                inputs = [np.array(fp32(x)[fp32.output(idx)]) for x in inputs]
+                idx = [STAGES["stage1"].index(n) for n in FEATURES]
+                inputs = [tuple(np.array(r[fp32.output(i)]) for i in idx) for r in map(fp32, inputs)]
                 del fp32
 
     def __call__(self, x: torch.Tensor) -> ImageFeatures:
         """Encode a (1, 3, S, S) fp32 input; returns fp32 :class:`ImageFeatures` (as extract_features)."""
+        inp = {0: x.detach().cpu().float().contiguous().numpy()}
+        if self.resident:
+            return self._encode_resident(inp)
         import openvino as ov
 
         c1, first = self._stage(0)
@@ -238,17 +279,59 @@ class OpenVINOEncoder:
         out = {n: np.empty(tuple(c1.output(i).get_shape()), np.float32) for i, n in enumerate(STAGES["stage1"])}
         for i, n in enumerate(STAGES["stage1"]):
             first.set_output_tensor(i, ov.Tensor(out[n], shared_memory=True))
-        first.infer({0: x.detach().cpu().float().contiguous().numpy()})
+        first.infer(inp)
         c1.release_memory()  # stage 1's activations (~0.7 GB fp32 at 1024²) are not held while stage 2 runs
         del c1, first  # not resident: stage 1's weights go too
         c2, second = self._stage(1)
         emb = np.empty(tuple(c2.output(0).get_shape()), np.float32)
         second.set_output_tensor(0, ov.Tensor(emb, shared_memory=True))
-        second.infer({0: out.pop("tokens")})
-        c2.release_memory()  # nor between encodes (re-allocated by the next one: ~0.1 s)
+        second.infer({i: out[n] for i, n in enumerate(FEATURES)})
+        for n in FEATURES[:-1]:  # C2..C4 (~175 MB at 1024²) are not kept
+            del out[n]
+        c2.release_memory()
         del c2, second
-        t = {n: torch.from_numpy(v) for n, v in out.items()}
-        return ImageFeatures(embedding=torch.from_numpy(emb), fpn=(t["p2"], t["p3"], t["p4"], t["p5"]), c5=t["c5"])
+        return _features(out, emb)
+
+    def _encode_resident(self, inp) -> ImageFeatures:
+        """Both stages compiled: stage 2 reads C2..C5 where stage 1 wrote them (no copy), and each
+        keeps its activation memory for the next encode (no page faults); what is returned is
+        copied out. ~0.5 s faster at 1024² than writing every output into fresh arrays."""
+        first, second = self._requests
+        first.infer(inp)
+        names = STAGES["stage1"]
+        for i, n in enumerate(FEATURES):
+            second.set_input_tensor(i, first.get_output_tensor(names.index(n)))
+        second.infer()
+        out = {n: np.array(first.get_output_tensor(names.index(n)).data) for n in ("p2", "p3", "p4", "p5", "c5")}
+        return _features(out, np.array(second.get_output_tensor(0).data))
+
+
+def _features(out, emb: np.ndarray) -> ImageFeatures:
+    t = {n: torch.from_numpy(v) for n, v in out.items()}
+    return ImageFeatures(embedding=torch.from_numpy(emb), fpn=(t["p2"], t["p3"], t["p4"], t["p5"]), c5=t["c5"])
+
+
+def _compress_weights(core, src: Path, dst: Path) -> None:
+    """``mixed``'s stage 2: the fp32 IR with int8 weights (per output channel, symmetric) in the
+    transformer blocks' linear layers only (:data:`INT8_LAYERS`).
+
+    The patch embeddings and the output convolutions keep their weights: in int8 they doubled
+    the embedding's error on the parity case (1.5e-2 against 9e-3 rel. L2; mask IoU 0.974).
+    """
+    import re
+
+    import nncf
+    import openvino as ov
+
+    model = core.read_model(str(src))
+    weighted = [op.get_friendly_name() for op in model.get_ops()
+                if op.get_type_name() in ("MatMul", "Convolution", "ConvolutionBackpropData", "Gather")]
+    keep = [n for n in weighted if not re.search(INT8_LAYERS, n)]
+    if len(keep) == len(weighted):
+        raise RuntimeError("no transformer linear layer found in the stage-2 graph (layout changed?)")
+    q = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM,
+                              ignored_scope=nncf.IgnoredScope(names=keep, validate=False))
+    ov.save_model(q, str(dst), compress_to_fp16=False)
 
 
 def _write_folder(folder: Path, make: Callable[[Path], object]) -> None:

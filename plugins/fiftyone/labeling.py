@@ -59,7 +59,7 @@ def _run(samples, label_field: str, run: Dict[str, Any], one: Callable, done: Se
 
 def label_with_prompts(samples, prompt_field: str, label_field: str = "ovsam", *, model: str = "ovsam-lvis",
                        vocabulary: VocabInput = None, mode: Optional[str] = None, top_k: int = 5,
-                       skip_existing: bool = False, overwrite: bool = False, device: str = "auto", dtype: str = "fp32",
+                       skip_existing: bool = False, overwrite: bool = False, device: str = "auto", dtype: str = "auto",
                        weights_dir=None, point_labels_attr: str = "point_labels", predictor=None,
                        progress: Optional[ProgressFn] = None, skip_failures: bool = True) -> Dict[str, Any]:
     """Segment and name every prompt of ``prompt_field``; write ``Detections`` to ``label_field``.
@@ -118,7 +118,7 @@ def label_with_prompts(samples, prompt_field: str, label_field: str = "ovsam", *
 def label_everything(samples, label_field: str = "ovsam_auto", *, classes: Classes = None,
                      classes_field: Optional[str] = None, mode: Optional[str] = None, points_per_side: int = 32,
                      min_score: float = 0.5, model: str = "ovsam-lvis", vocabulary=None, device: str = "auto",
-                     dtype: str = "fp32", overwrite: bool = False, predictor=None,
+                     dtype: str = "auto", overwrite: bool = False, predictor=None,
                      progress: Optional[ProgressFn] = None,
                      should_stop: Optional[Callable[[], bool]] = None) -> Dict[str, Any]:
     """Pre-label ``samples`` with no prompt; ``Detections`` into ``label_field`` (see :mod:`.auto`).

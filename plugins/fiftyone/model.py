@@ -63,7 +63,7 @@ class OVSAMModelConfig:
     mode: Optional[str] = None
     top_k: int = 5
     device: str = "auto"
-    dtype: str = "fp32"
+    dtype: str = "auto"
     weights_dir: Optional[str] = None
     weights: Optional[str] = None
     download: bool = True

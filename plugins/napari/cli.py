@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     s.add_argument("--model", default=None, help="registered model (default ovsam-lvis; see `ovsam models`)")
     s.add_argument("--weights-dir", type=Path, help="folder holding the model's files by their official names")
     s.add_argument("--device", default=None, help="auto, cpu, cuda or mps")
-    s.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"], help="image-encoder precision")
+    s.add_argument("--dtype", default=None, help="image-encoder precision: auto (default), fp32 ... (as ovsam predict)")
     s.add_argument("--vocab", default=None, help="coco, lvis, imagenet21k, a vocabulary file, or a `vocab build` folder")
     s.add_argument("--classes", default=None, help="class names separated by commas, synonyms joined by | ('nucleus, mitochondrion|mito')")
     s.add_argument("--embeddings-dir", type=Path, help="a folder written by `ovsam embed --out DIR`")

@@ -5,7 +5,7 @@ dock can then be shorter than its contents (a 768 px screen) and long texts wrap
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Tuple
 
 from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, PushButton,
                               Select, SpinBox)
@@ -15,10 +15,10 @@ VOCABS = (DEFAULT_VOCAB, "coco", "lvis", "imagenet21k", "custom list", "file")
 INTENSITY_CHOICES = (("contrast limits", "contrast"), ("auto (as ovsam embed)", "auto"))
 
 
-def _model_choices() -> List[str]:
-    from ovsam_core import list_models
+def _choices() -> Tuple[List[str], List[str]]:  # (registered models, image-encoder precisions)
+    from ovsam_core import PRECISION_CHOICES, list_models
 
-    return list(list_models())
+    return list(list_models()), list(PRECISION_CHOICES)
 
 
 def _wrapping(label: Label) -> Label:
@@ -36,7 +36,7 @@ class SectionsMixin:
 
     def _make_controls(self) -> list:
         """Sections of (title, open?, widgets); each control is also an attribute of the widget."""
-        models = _model_choices()
+        models, precisions = _choices()
         return [
             ("Image", True, [
                 Select(name="image_layers", label="image layer(s)", choices=self._image_choices,
@@ -64,7 +64,7 @@ class SectionsMixin:
                 ComboBox(name="model", label="model", choices=models,
                          value="ovsam-lvis" if "ovsam-lvis" in models else models[0]),
                 ComboBox(name="device", label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto"),
-                ComboBox(name="precision", label="precision", choices=["fp32", "bf16", "fp16"], value="fp32"),
+                ComboBox(name="precision", label="precision", choices=precisions, value="auto"),
                 ComboBox(name="vocabulary", label="vocabulary", choices=list(VOCABS), value=DEFAULT_VOCAB),
                 LineEdit(name="vocab_list", label="classes", value="",
                          tooltip="class names separated by commas, synonyms joined by |, e.g. nucleus, mitochondrion|mito"),

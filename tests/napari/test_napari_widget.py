@@ -280,6 +280,28 @@ def test_cli_opens_the_viewer_with_the_widget(monkeypatch, tmp_path, qtbot):
         viewer.close()
 
 
+def test_cli_dtype_defaults_to_auto_and_a_wrong_one_is_a_clean_error(monkeypatch, tmp_path, capsys):
+    """The widget offers every runtime precision and starts on ``auto`` (the fast path of this machine)."""
+    from ovsam_core import PRECISION_CHOICES
+    from ovsam_core.cli import main
+
+    img = tmp_path / "img.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img)
+    monkeypatch.setattr(napari, "run", lambda *a, **k: None)
+    assert main(["napari", str(img), "--dtype", "fp8"]) != 0
+    assert "fp8" in capsys.readouterr().err
+    assert main(["napari", str(img), "--model", "ovsam-test", "--device", "cpu"]) == 0
+    viewer = napari.current_viewer()
+    try:
+        w = viewer.window.dock_widgets[f"{WIDGET} (ovsam)"]
+        assert w.precision.value == "auto" and list(w.precision.choices) == list(PRECISION_CHOICES)
+        assert w.controller.settings.dtype == "auto"
+    finally:
+        viewer.close()
+
+
 def test_widget_opened_after_the_gl_context_does_not_crash(tmp_path):
     """napari draws with GL before the plugin loads torch: see ovsam_plugins/napari/_torch_guard.py."""
     code = textwrap.dedent("""
