@@ -9,16 +9,17 @@ layouts, ~2.3 GB on disk).
 * one box, a vocabulary whose classifier is not cached (the text tower loads): <= 3.5 GB.
 
 The encoder runs with ``--dtype fp32`` (the PyTorch path every machine has), with the default
-``--dtype auto`` (whatever this machine picks: ``ov-bf16`` on AVX512-BF16 CPUs with OpenVINO
-installed, ``ov-fp32`` on other CPUs with it) and with ``ov-fp32`` (what AVX2 CPUs get from auto).
+``--dtype auto`` (whatever this machine picks: ``ov-mixed`` on CPUs with int8 dot products and
+OpenVINO installed, ``ov-fp32`` on other CPUs with it) and with ``ov-fp32`` (what AVX2 CPUs get
+from auto).
 What is measured for the OpenVINO paths is a normal run: a first, unmeasured run converts the
 encoder once and caches its OpenVINO IR (a one-off of several minutes and ~4.4 GB, as a model
 download is a one-off); the measured run, in a fresh process, compiles each stage from the cached
 IR when the image is encoded and frees it before the next (``ovsam predict`` encodes one image:
 ``Predictor(resident_encoder=False)``), so one stage's repacked weights are held at a time.
-Measured on a 2-core AMD EPYC (Zen 4, AVX512-BF16; ``auto`` = ``ov-bf16`` there), before that
-change: ``auto`` 2.37-2.57 GB, ``ov-fp32`` 2.58 GB (both stages resident); after it: see the
-README's memory table. ``fp32`` 1.78-1.84 GB, cold 1.84-2.17 GB.
+Measured on a 2-core AMD EPYC (Zen 4, AVX512-BF16 + VNNI; ``auto`` = ``ov-mixed`` there):
+``auto`` 2.21 GB (cold 2.21 GB), ``ov-fp32`` 2.31 GB, ``fp32`` 1.79 GB (cold 1.82 GB); before
+the stages were compiled one at a time: ``ov-bf16`` 2.37-2.57 GB, ``ov-fp32`` 2.58 GB.
 """
 from __future__ import annotations
 

@@ -116,6 +116,15 @@ def test_auto_with_openvino_uses_low_precision_kernels_only_where_they_are_nativ
                     validate_precision(name, CPU)
 
 
+def test_runtime_report_names_the_pick_and_what_int8_can_do_here():
+    from ovsam_core.runtime.report import runtime_report
+
+    text = runtime_report("cpu")
+    assert f"--dtype auto on cpu (real-size model): {resolve_precision('auto', CPU).name} (" in text
+    int8 = [ln for ln in text.splitlines() if ln.startswith("int8: ")]
+    assert len(int8) == 1 and (("unavailable" not in int8[0]) == cpu_info().vnni), int8
+
+
 def test_fp16_on_cpu_error_gives_advice_for_this_machine():
     with pytest.raises(ValueError) as e:
         validate_precision("fp16", CPU)

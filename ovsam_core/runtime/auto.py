@@ -12,7 +12,8 @@ Encoder precisions (the ``dtype`` of :class:`~ovsam_core.Predictor` and ``--dtyp
 ``ov-mixed`` OpenVINO, trunk and FPN fp32, the neck's matrix products int8 (int8 weights,
             activations quantised at run time, no calibration), the rest of the neck bf16
             where bf16 is native: CPUs with int8 dot products (AVX512-VNNI, AMX) only.
-``ov-int8`` OpenVINO with NNCF int8 post-training quantisation (``ovsam[openvino]``).
+``ov-int8`` OpenVINO with NNCF int8 post-training quantisation of trunk and neck
+            (``ovsam[openvino]``): AVX512-VNNI / AMX CPUs only (elsewhere its kernels saturate).
 =========== =============================================================================
 
 The trunk and the FPN stay fp32 on every CPU path that ``auto`` picks: their features name the
@@ -25,7 +26,8 @@ top-5. The neck only shapes the masks, which tolerate its lower precision (mask 
 * CPU with int8 dot products (AVX512-VNNI or AMX), real-size model, OpenVINO and NNCF
   installed: ``ov-mixed`` (on a 2-core AMD Zen 4: see ``bench/README.md``; labels, top-5 and
   masks kept on the parity case: ``tests/test_runtime_accuracy.py``).
-* CPU with AMX, without OpenVINO: ``bf16`` (native bf16 tiles).
+* CPU with AMX, without OpenVINO: ``bf16`` (native bf16 tiles; the trunk in bf16 may reorder
+  near-tied classes, as on AVX512-BF16; AMX was not available to measure).
 * CPU with AVX512-BF16, real-size model, OpenVINO installed (no NNCF): ``ov-bf16``.
 * CPU, real-size model, OpenVINO installed: ``ov-fp32`` (same answers as fp32, embedding
   rel. error ~1e-6, measured faster than PyTorch fp32; ``bench/ovsam_bench/encode_isa.py``).

@@ -29,12 +29,13 @@ weights (~1.2 GB in fp32, ~1.0 GB in bf16 for RN50x16). Not resident (``ovsam pr
 stage's activations are released after it ran (``CompiledModel.release_memory``) and the outputs
 are written straight into arrays that the caller keeps. Resident (a server, a notebook, the
 bench): stage 2 reads stage 1's outputs in place and both stages keep their activation memory
-between encodes, the faster choice for a process that encodes many images. ``ovsam predict`` (real-size, one box) peaks at 2.4 GB with
-``bf16`` and 2.6 GB with ``fp32`` on a 2-core AMD Zen 4 (``tests/test_memory.py``).
+between encodes, the faster choice for a process that encodes many images. ``ovsam predict``
+(real-size, one box) peaks at 2.2 GB with ``mixed`` and 2.3 GB with ``fp32`` on a 2-core AMD
+Zen 4 (``tests/test_memory.py``).
 
-One-off costs (real-size RN50x16 encoder, 2-core CPU): converting to the fp32 IR takes 3-7 min
-and 4.4-5.4 GB; the bf16 IR is derived from it in seconds; int8 calibration collects activations
-of 1024² images (GBs per image), so ``ov-int8`` is opt-in.
+One-off costs (real-size RN50x16 encoder, 2-core CPU): converting to the fp32 IR takes 2-7 min
+and 4-5 GB; the bf16 and mixed IRs are derived from it in seconds; int8 calibration collects
+activations of 1024² images (GBs per image), so ``ov-int8`` is opt-in.
 """
 from __future__ import annotations
 

@@ -13,7 +13,9 @@ def runtime_report(device: str = "cpu", measure: bool = False, refresh: bool = F
     info = cpu_info()
     dev = torch.device(device)
     lines = [f"CPU: {info.describe()}", f"torch {torch.__version__}, {torch.get_num_threads()} threads",
-             f"bf16: {bf16_advice(info)}"]
+             f"bf16: {bf16_advice(info)}",
+             "int8: " + ("int8 dot products (AVX512-VNNI or AMX): ov-mixed and ov-int8 run here" if info.vnni else
+                         "no int8 dot products (no AVX512-VNNI or AMX): ov-mixed and ov-int8 are unavailable")]
     if measure or refresh:
         lines.append(f"bf16 micro-benchmark: {bf16_speedup(refresh=refresh):.2f}x fp32 (cached per machine)")
     if openvino_available():
