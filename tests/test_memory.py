@@ -18,7 +18,8 @@ download is a one-off); the measured run, in a fresh process, compiles each stag
 IR when the image is encoded and frees it before the next (``ovsam predict`` encodes one image:
 ``Predictor(resident_encoder=False)``), so one stage's repacked weights are held at a time.
 Measured on a 2-core AMD EPYC (Zen 4, AVX512-BF16 + VNNI; ``auto`` = ``ov-mixed`` there):
-``auto`` 2.21 GB (cold 2.21 GB), ``ov-fp32`` 2.31 GB, ``fp32`` 1.79 GB (cold 1.82 GB); before
+``auto`` 2.21 GB (cold 2.21 GB), ``ov-fp32`` 2.21 GB (2.31-2.55 GB before the mapped IR weights
+were also dropped while a stage compiles), ``fp32`` 1.79 GB (cold 1.82 GB); before
 the stages were compiled one at a time: ``ov-bf16`` 2.37-2.57 GB, ``ov-fp32`` 2.58 GB.
 """
 from __future__ import annotations

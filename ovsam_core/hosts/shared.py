@@ -15,7 +15,7 @@ _PREDICTORS: Dict[Tuple, Predictor] = {}
 _LOCK = threading.Lock()
 
 
-def shared_predictor(model: str = "ovsam-lvis", *, device: str = "auto", dtype: str = "fp32", weights_dir=None,
+def shared_predictor(model: str = "ovsam-lvis", *, device: str = "auto", dtype: str = "auto", weights_dir=None,
                      weights=None, download: bool = True) -> Predictor:
     """The process's :class:`Predictor` for these arguments (loaded on first use, quietly)."""
     key = (model, device, dtype, str(weights_dir or ""), str(weights or ""))

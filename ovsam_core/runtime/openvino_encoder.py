@@ -30,8 +30,8 @@ stage's activations are released after it ran (``CompiledModel.release_memory``)
 are written straight into arrays that the caller keeps. Resident (a server, a notebook, the
 bench): stage 2 reads stage 1's outputs in place and both stages keep their activation memory
 between encodes, the faster choice for a process that encodes many images. ``ovsam predict``
-(real-size, one box) peaks at 2.2 GB with ``mixed`` and 2.3 GB with ``fp32`` on a 2-core AMD
-Zen 4 (``tests/test_memory.py``).
+(real-size, one box) peaks at 2.2 GB with ``mixed`` and with ``fp32`` on a 2-core AMD Zen 4
+(``tests/test_memory.py``), during stage 1's inference.
 
 One-off costs (real-size RN50x16 encoder, 2-core CPU): converting to the fp32 IR takes 2-7 min
 and 4-5 GB; the bf16 and mixed IRs are derived from it in seconds; int8 calibration collects
@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
@@ -82,6 +83,8 @@ DYNAMIC_GROUP = 128
 #: blocks' qkv, proj and MLP linears (~73 % of the neck's multiply-adds).
 INT8_LAYERS = r"\.blocks\.\d+\.(mlp\.lin[12]|attn\.(qkv|proj))/"
 LAYOUT = "two-stage-v2"  # part of the cache key: the files of a cache entry
+#: While a stage compiles, its mapped IR weights are dropped from memory this often (seconds).
+TRIM_EVERY_S = 0.05
 
 
 def openvino_available(int8: bool = False) -> bool:
@@ -210,8 +213,9 @@ class OpenVINOEncoder:
         self._requests = [c.create_infer_request() for c in self.compiled]
 
     def _compile(self, stage: str):
-        """A stage compiled from its file (weights mapped), then its mapped pages dropped (the plugin
-        works from its repacked copy): the two stages' mapped weights never coexist."""
+        """A stage compiled from its file (weights mapped), its mapped pages dropped while the plugin
+        repacks them (every :data:`TRIM_EVERY_S`; a page read again comes back from the page cache)
+        and after: the mapped and the repacked weights never both fill memory, nor do two stages'."""
         xml = self._sources[stage]
         hint = INFERENCE_PRECISION[self.precision][stage]
         config = {**self._config, "INFERENCE_PRECISION_HINT": hint}
@@ -221,8 +225,17 @@ class OpenVINOEncoder:
             config["INFERENCE_PRECISION_HINT"] = "bf16" if cpu_info().fast_bf16 else "f32"
         if self.precision == "mixed" and stage == "stage2":
             config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = DYNAMIC_GROUP
-        compiled = self._core.compile_model(str(xml), "CPU", config)
-        self.released += release_file_pages(xml.with_suffix(".bin"))
+        weights = xml.with_suffix(".bin")
+        done = threading.Event()
+        trimmer = threading.Thread(target=lambda: [release_file_pages(weights) for _ in iter(
+            lambda: done.wait(TRIM_EVERY_S), True)], daemon=True)
+        trimmer.start()
+        try:
+            compiled = self._core.compile_model(str(xml), "CPU", config)
+        finally:
+            done.set()
+            trimmer.join()
+        self.released += release_file_pages(weights)
         return compiled
 
     def _stage(self, i: int):
@@ -286,7 +299,7 @@ class OpenVINOEncoder:
         c2, second = self._stage(1)
         emb = np.empty(tuple(c2.output(0).get_shape()), np.float32)
         second.set_output_tensor(0, ov.Tensor(emb, shared_memory=True))
-        second.infer({i: out[n] for i, n in enumerate(FEATURES)})
+        second.infer({i: out[n] for i, n in enumerate(FEATURES)}, share_inputs=True)  # no copy of C2..C5
         for n in FEATURES[:-1]:  # C2..C4 (~175 MB at 1024²) are not kept
             del out[n]
         c2.release_memory()
