@@ -96,12 +96,13 @@ def validate_precision(name: str, device: torch.device) -> None:
         best = resolve_precision("auto", device).name
         raise ValueError(f"fp16 needs a GPU; on this CPU use --dtype auto (picks {best} here) or fp32 "
                          f"({bf16_advice()})")
-    if name == "ov-bf16" and device.type == "cpu" and not cpu_info().fast_bf16:
-        raise ValueError(f"ov-bf16 needs AVX512-BF16 or AMX ({bf16_advice()}); use --dtype auto or ov-fp32")
-    if name in ("ov-mixed", "ov-int8") and device.type == "cpu" and not cpu_info().vnni:
-        raise ValueError(f"{name} needs int8 dot products (AVX512-VNNI or AMX), which this CPU "
-                         f"({cpu_info().isa}) lacks (its int8 kernels would be no faster than fp32, and "
-                         "saturate); use --dtype auto or ov-fp32")
+    if name.startswith("ov-") and device.type == "cpu":
+        from .openvino_encoder import NEEDS  # the one table of what each OpenVINO precision needs
+
+        flag, what = NEEDS.get(name[len("ov-"):], (None, ""))
+        if flag and not getattr(cpu_info(), flag):
+            raise ValueError(f"{name} needs {what}, which this CPU ({cpu_info().isa}) lacks; "
+                             "use --dtype auto or ov-fp32")
     if name.startswith("ov-") and device.type != "cpu":
         raise ValueError(f"{name} runs the encoder with OpenVINO on the CPU; with --device {device.type} "
                          "use --dtype auto, bf16 or fp16")

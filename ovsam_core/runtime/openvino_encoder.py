@@ -71,12 +71,15 @@ FEATURES = ("c2", "c3", "c4", "c5")
 #: ``native`` = bf16 where the CPU multiplies bf16 natively, else f32).
 INFERENCE_PRECISION = {"fp32": {"stage1": "f32", "stage2": "f32"}, "bf16": {"stage1": "f32", "stage2": "bf16"},
                        "mixed": {"stage1": "f32", "stage2": "native"}, "int8": {"stage1": "f32", "stage2": "f32"}}
-#: What a precision needs from the CPU: (:class:`~.isa.CpuInfo` flag, in words).
-#: Without VNNI, oneDNN's int8 kernels saturate (u8 x s8 pairs in 16 bits): under AVX2 caps the
-#: tiny test model's int8 embedding error was 0.26 against 0.01 with VNNI, and no faster than fp32.
-NEEDS = {"bf16": ("fast_bf16", "native bf16 (AVX512-BF16 or AMX)"),
-         "mixed": ("vnni", "int8 dot products (AVX512-VNNI or AMX)"),
-         "int8": ("vnni", "int8 dot products (AVX512-VNNI or AMX)")}
+#: What a precision needs from the CPU: (:class:`~.isa.CpuInfo` flag, in words), checked here and
+#: by ``validate_precision``. Without VNNI, oneDNN's int8 kernels saturate (u8 x s8 pairs in 16
+#: bits): under AVX2 caps the tiny test model's int8 embedding error was 0.26 against 0.01 with
+#: VNNI, and no faster than fp32.
+_INT8 = ("vnni", "int8 dot products (AVX512-VNNI or AMX; without them int8 is no faster than fp32, "
+                 "and saturates)")
+NEEDS = {"bf16": ("fast_bf16", "native bf16 (AVX512-BF16 or AMX; emulated elsewhere, several times "
+                               "slower than fp32)"),
+         "mixed": _INT8, "int8": _INT8}
 #: ``mixed``: activations of stage 2's matrix products are quantised per group of this many values.
 DYNAMIC_GROUP = 128
 #: ``mixed``: the layers with int8 weights (names in the converted graph): the neck's transformer
@@ -227,8 +230,12 @@ class OpenVINOEncoder:
             config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = DYNAMIC_GROUP
         weights = xml.with_suffix(".bin")
         done = threading.Event()
-        trimmer = threading.Thread(target=lambda: [release_file_pages(weights) for _ in iter(
-            lambda: done.wait(TRIM_EVERY_S), True)], daemon=True)
+
+        def trim() -> None:
+            while not done.wait(TRIM_EVERY_S):
+                release_file_pages(weights)
+
+        trimmer = threading.Thread(target=trim, daemon=True)
         trimmer.start()
         try:
             compiled = self._core.compile_model(str(xml), "CPU", config)
