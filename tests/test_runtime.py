@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from ovsam_core import Predictor, load_model
 from ovsam_core.modeling.rel_pos_attention import ChunkedRelPosAttention, use_chunked_attention
 from ovsam_core.runtime import auto as auto_mod
 from ovsam_core.runtime import cpu_info, resolve_precision, validate_precision
+from ovsam_core.runtime.int8_neck import INT8_LINEARS, int8_engine, quantized_neck
 from ovsam_core.runtime.openvino_encoder import OpenVINOEncoder, openvino_available
 from ovsam_core.weights.paging import release_mapped_weights
 from segment_anything.modeling.image_encoder import Attention
@@ -39,7 +41,7 @@ def test_avx2_emulation_is_seen_and_auto_never_picks_bf16_there():
             "print(json.dumps([torch.backends.cpu.get_cpu_capability(), i.isa, i.fast_bf16, c.name, bf16_advice()]))")
     cap, isa, fast, choice, advice = json.loads(_run_py(code, AVX2_ENV).strip().splitlines()[-1])
     assert cap == "AVX2" and isa == "AVX2" and fast is False
-    assert choice in ("fp32", "ov-fp32", "ov-int8")  # never the emulated (slow) bf16
+    assert choice in ("fp32", "ov-fp32", "ov-mixed")  # never the emulated (slow) bf16, nor saturating int8
     assert "slower" in advice
 
 
@@ -86,10 +88,13 @@ def test_auto_with_openvino_uses_low_precision_kernels_only_where_they_are_nativ
     import ovsam_core.runtime.openvino_encoder as ove
     from ovsam_core.runtime.isa import CpuInfo
 
+    import ovsam_core.runtime.int8_neck as int8_neck
+
     nncf = {"installed": True}
     monkeypatch.setattr(ove, "openvino_available", lambda int8=False: nncf["installed"] or not int8)
-    cases = {(False, False, False, False): "ov-fp32",   # AVX2 laptop
-             (False, False, True, False): "ov-fp32",    # AVX-512 without bf16 or VNNI (Skylake-SP)
+    monkeypatch.setattr(int8_neck, "int8_engine", lambda: "onednn")
+    cases = {(False, False, False, False): "ov-mixed",  # AVX2 laptop: the int8 neck in PyTorch
+             (False, False, True, False): "ov-mixed",   # AVX-512 without bf16 or VNNI (Skylake-SP): same
              (False, False, True, True): "ov-mixed",    # AVX512-VNNI (Cascade Lake, Ice Lake)
              (False, True, True, True): "ov-mixed",     # AVX512-BF16 + VNNI (AMD Zen 4, Cooper Lake)
              (True, True, True, True): "ov-mixed"}      # AMX
@@ -108,12 +113,16 @@ def test_auto_with_openvino_uses_low_precision_kernels_only_where_they_are_nativ
         else:  # emulated bf16 is slow: an explicit request is refused with advice
             with pytest.raises(ValueError, match="AVX512-BF16 or AMX"):
                 validate_precision("ov-bf16", CPU)
-        for name in ("ov-mixed", "ov-int8"):
-            if vnni:
-                validate_precision(name, CPU)
-            else:  # OpenVINO would refuse (mixed) or saturate (int8): refused here first, with advice
-                with pytest.raises(ValueError, match="AVX512-VNNI or AMX.*--dtype auto or ov-fp32"):
-                    validate_precision(name, CPU)
+        validate_precision("ov-mixed", CPU)  # its neck runs in PyTorch where OpenVINO cannot quantise
+        if vnni:
+            validate_precision("ov-int8", CPU)
+        else:  # OpenVINO's static int8 would saturate: refused here first, with advice
+            with pytest.raises(ValueError, match="AVX512-VNNI or AMX.*--dtype auto or ov-fp32"):
+                validate_precision("ov-int8", CPU)
+        if not (vnni or bf16):  # a PyTorch that cannot run int8 layers: OpenVINO fp32
+            monkeypatch.setattr(int8_neck, "int8_engine", lambda: None)
+            assert resolve_precision("auto", CPU).name == "ov-fp32", info
+            monkeypatch.setattr(int8_neck, "int8_engine", lambda: "onednn")
 
 
 def test_runtime_report_names_the_pick_and_what_int8_can_do_here():
@@ -122,7 +131,8 @@ def test_runtime_report_names_the_pick_and_what_int8_can_do_here():
     text = runtime_report("cpu")
     assert f"--dtype auto on cpu (real-size model): {resolve_precision('auto', CPU).name} (" in text
     int8 = [ln for ln in text.splitlines() if ln.startswith("int8: ")]
-    assert len(int8) == 1 and (("unavailable" not in int8[0]) == cpu_info().vnni), int8
+    assert len(int8) == 1, text
+    assert ("no int8 dot products" in int8[0]) != cpu_info().vnni and ("PyTorch" in int8[0]) != cpu_info().vnni, int8
 
 
 def test_fp16_on_cpu_error_gives_advice_for_this_machine():
@@ -249,7 +259,7 @@ def test_openvino_encoder_fp32_and_int8_with_disk_cache(tmp_path):
     calib = [torch.randn(1, 3, m.cfg.image_size, m.cfg.image_size) for _ in range(2)]
     precisions = [("fp32", 1e-4)]
     for prec, tol, usable, needs in (("bf16", 0.05, cpu_info().fast_bf16, "AVX512-BF16 or AMX"),
-                                     ("mixed", 0.05, cpu_info().vnni, "AVX512-VNNI or AMX"),
+                                     ("mixed", 0.05, True, ""),  # its neck in PyTorch without VNNI
                                      ("int8", 0.15, cpu_info().vnni, "AVX512-VNNI or AMX")):
         if usable:
             precisions.append((prec, tol))
@@ -264,10 +274,10 @@ def test_openvino_encoder_fp32_and_int8_with_disk_cache(tmp_path):
         for a, b in zip((ref.embedding, *ref.fpn, ref.c5), (f.embedding, *f.fpn, f.c5)):
             assert a.shape == b.shape
             assert ((a - b).norm() / a.norm()).item() < tol, prec
-        xml = enc.dir / "stage2.xml"
+        xml = enc._sources[enc._graphs[-1]]  # the last OpenVINO graph this precision runs
         stamp = xml.stat().st_mtime_ns
         again = OpenVINOEncoder(m, "seed:0", prec, cache_dir=tmp_path, calibration=calib)
-        assert again.dir == enc.dir and xml.stat().st_mtime_ns == stamp  # not converted again
+        assert again._sources == enc._sources and xml.stat().st_mtime_ns == stamp  # not converted again
         assert torch.equal(again(x).embedding, f.embedding)
     # another signature -> another cache entry
     other = OpenVINOEncoder(m, "other-weights", "fp32", cache_dir=tmp_path)
@@ -306,3 +316,80 @@ def test_predictor_explicit_openvino_on_the_tiny_model(tmp_path, monkeypatch):
     inter = (a.objects[0].mask & b.objects[0].mask).sum()
     union = (a.objects[0].mask | b.objects[0].mask).sum()
     assert union == 0 or inter / union > 0.98
+
+
+# --------------------------------------------------------------------------- int8 neck in PyTorch
+needs_torch_int8 = pytest.mark.skipif(int8_engine() is None, reason="this PyTorch cannot run int8 layers")
+
+
+@needs_torch_int8
+def test_quantized_neck_is_close_and_leaves_the_model_untouched():
+    """``ov-mixed``'s PyTorch stage 2: int8 blocks on a copy; the shared model keeps its fp32 layers."""
+    torch.manual_seed(0)
+    m = load_model("ovsam-test").model
+    s = m.cfg.image_size
+    feats = [torch.randn(1, c, s // k, s // k) for c, k in zip(m.cfg.backbone_channels, (4, 8, 16, 32))]
+    engine = torch.backends.quantized.engine
+    with torch.inference_mode():
+        ref = m.neck(feats)
+        q = quantized_neck(m.neck)
+        out = q(feats)
+        again = m.neck(feats)
+    assert torch.backends.quantized.engine == engine  # the global engine was only borrowed
+    assert torch.equal(again, ref)  # the model itself still computes the fp32 reference
+    for block, qblock in zip(m.neck.blocks, q.blocks):
+        for name in INT8_LINEARS:
+            assert type(block.get_submodule(name)) is torch.nn.Linear and not hasattr(block.get_submodule(name), "qconfig")
+            assert type(qblock.get_submodule(name)) is not torch.nn.Linear
+        assert block.attn.kernel == "exact" and qblock.attn.kernel == "sdpa"
+        assert qblock.norm1 is block.norm1  # everything else is shared, not copied
+    assert ((out - ref).norm() / ref.norm()).item() < 0.05
+
+
+@needs_ov
+@needs_torch_int8
+def test_openvino_mixed_with_the_neck_in_pytorch(tmp_path):
+    """Stage 1 in OpenVINO, stage 2 in PyTorch int8: one graph compiled, same output resident or not."""
+    torch.manual_seed(0)
+    m = load_model("ovsam-test").model
+    x = torch.randn(1, 3, m.cfg.image_size, m.cfg.image_size)
+    ref = m.extract_features(x)
+    kept = OpenVINOEncoder(m, "seed:0", "mixed", cache_dir=tmp_path, neck_engine="torch")
+    once = OpenVINOEncoder(m, "seed:0", "mixed", cache_dir=tmp_path, neck_engine="torch", resident=False)
+    assert kept.neck_engine == "torch" and len(kept.compiled) == 1
+    a, b = kept(x), once(x)
+    for u, v in zip((a.embedding, *a.fpn, a.c5), (b.embedding, *b.fpn, b.c5)):
+        assert torch.equal(u, v)
+    for u, v, tol in zip((ref.embedding, *ref.fpn, ref.c5), (a.embedding, *a.fpn, a.c5), (0.05,) + (1e-4,) * 5):
+        assert ((u - v).norm() / u.norm()).item() < tol  # trunk and FPN fp32; the neck int8
+    with pytest.raises(ValueError, match="neck engine"):
+        OpenVINOEncoder(m, "seed:0", "mixed", cache_dir=tmp_path, neck_engine="onnx")
+
+
+@needs_ov
+@needs_torch_int8
+def test_mixed_under_avx2_caps_runs_its_neck_in_pytorch(tmp_path):
+    """On an AVX2 CPU OpenVINO cannot quantise at run time: ``ov-mixed`` (auto's pick there) runs
+    its int8 neck in PyTorch, and asking for OpenVINO's is refused with the way out."""
+    code = textwrap.dedent(f"""
+        import json, torch
+        from ovsam_core.runtime import OpenVINOEncoder, resolve_precision
+        from ovsam_core.weights.loader import load_model
+        torch.manual_seed(0)
+        m = load_model("ovsam-test").model
+        x = torch.randn(1, 3, m.cfg.image_size, m.cfg.image_size)
+        ref = m.extract_features(x).embedding
+        enc = OpenVINOEncoder(m, "s", "mixed", cache_dir={str(tmp_path)!r})
+        e = enc(x).embedding
+        try:
+            OpenVINOEncoder(m, "s", "mixed", cache_dir={str(tmp_path)!r}, neck_engine="openvino")
+            msg = ""
+        except ValueError as err:
+            msg = str(err)
+        print(json.dumps([enc.neck_engine, ((e - ref).norm() / ref.norm()).item(), msg,
+                          resolve_precision("auto", torch.device("cpu"), 1024).name]))
+        """)
+    engine, rel, msg, auto = json.loads(_run_py(code, AVX2_ENV).strip().splitlines()[-1])
+    assert engine == "torch" and rel < 0.05
+    assert "AVX512-VNNI or AMX" in msg and "neck_engine='torch'" in msg
+    assert auto == "ov-mixed"

@@ -15,7 +15,8 @@ import torch
 
 from parity_paths import parity_dir
 from ovsam_core import Predictor, Prompt
-from ovsam_core.runtime import cpu_info, resolve_precision
+from ovsam_core.runtime import OpenVINOEncoder, cpu_info, resolve_precision
+from ovsam_core.runtime.int8_neck import int8_engine
 
 pytestmark = pytest.mark.slow
 
@@ -23,9 +24,13 @@ MIN_IOU = 0.98
 
 
 def _candidates():
-    """What ``auto`` picks here (nothing to compare when that is fp32 itself)."""
+    """What ``auto`` picks here (nothing to compare when that is fp32 itself), and ``ov-mixed``'s
+    other neck engine: PyTorch int8 (what AVX2 CPUs run) where this CPU runs OpenVINO's."""
     pick = resolve_precision("auto", torch.device("cpu")).name
-    return [] if pick == "fp32" else [pick]
+    out = [] if pick == "fp32" else [pick]
+    if pick == "ov-mixed" and cpu_info().vnni and int8_engine() is not None:
+        out.append("ov-mixed/torch-neck")
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +58,11 @@ def case(parity_weights_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("dtype", _candidates())
 def test_accelerated_precision_keeps_the_answers(case, dtype):
+    dtype, _, engine = dtype.partition("/")
     p = Predictor("ovsam-lvis", weights_dir=case["weights"], dtype=dtype, device="cpu", progress=False)
+    if engine:  # the same precision with the other neck engine, as an AVX2 CPU would run it
+        p._ov_encoder = OpenVINOEncoder(p.loaded.model, f"{p.name}:{p.loaded.weights_id}", "mixed",
+                                        neck_engine="torch")
     emb = p.embed(case["image"])
     a, b = case["emb"].features.embedding, emb.features.embedding
     rel = ((a - b).norm() / a.norm()).item()
@@ -65,5 +74,5 @@ def test_accelerated_precision_keeps_the_answers(case, dtype):
         inter = np.logical_and(obj.mask, ref_obj.mask).sum()
         union = np.logical_or(obj.mask, ref_obj.mask).sum()
         ious.append(1.0 if union == 0 else inter / union)
-    print(f"{dtype} on {cpu_info().describe()}: embedding rel. L2 {rel:.2e}, min mask IoU {min(ious):.4f}")
+    print(f"{dtype} {engine} on {cpu_info().describe()}: embedding rel. L2 {rel:.2e}, min mask IoU {min(ious):.4f}")
     assert min(ious) >= MIN_IOU, f"{dtype}: mask IoU {min(ious):.4f} < {MIN_IOU}"

@@ -10,8 +10,9 @@ Encoder precisions (the ``dtype`` of :class:`~ovsam_core.Predictor` and ``--dtyp
 ``ov-fp32`` OpenVINO CPU kernels in fp32 (``ovsam[openvino]``).
 ``ov-bf16`` OpenVINO, the SAM2CLIP neck in bf16 (trunk and FPN fp32): AVX512-BF16 / AMX CPUs only.
 ``ov-mixed`` OpenVINO, trunk and FPN fp32, the neck's matrix products int8 (int8 weights,
-            activations quantised at run time, no calibration), the rest of the neck bf16
-            where bf16 is native: CPUs with int8 dot products (AVX512-VNNI, AMX) only.
+            activations quantised at run time, no calibration). With int8 dot products
+            (AVX512-VNNI, AMX) the neck is an OpenVINO graph, the rest of it bf16 where bf16
+            is native; elsewhere (AVX2) the neck runs in PyTorch's int8 layers, the rest fp32.
 ``ov-int8`` OpenVINO with NNCF int8 post-training quantisation of trunk and neck
             (``ovsam[openvino]``): AVX512-VNNI / AMX CPUs only (elsewhere its kernels saturate).
 =========== =============================================================================
@@ -29,6 +30,8 @@ top-5. The neck only shapes the masks, which tolerate its lower precision (mask 
 * CPU with AMX, without OpenVINO: ``bf16`` (native bf16 tiles; the trunk in bf16 may reorder
   near-tied classes, as on AVX512-BF16; AMX was not available to measure).
 * CPU with AVX512-BF16, real-size model, OpenVINO installed (no NNCF): ``ov-bf16``.
+* CPU without AVX512-BF16 (AVX2), real-size model, OpenVINO installed and PyTorch able to run
+  int8 layers: ``ov-mixed`` with its neck in PyTorch (the trunk and FPN in OpenVINO fp32).
 * CPU, real-size model, OpenVINO installed: ``ov-fp32`` (same answers as fp32, embedding
   rel. error ~1e-6, measured faster than PyTorch fp32; ``bench/ovsam_bench/encode_isa.py``).
   ``ov-int8`` is opt-in (``--dtype ov-int8``): it changes the features more (rel. error a
@@ -193,6 +196,12 @@ def resolve_precision(requested: str, device: torch.device, image_size: int = 10
     if openvino_available():
         if info.avx512_bf16:
             return PrecisionChoice("ov-bf16", f"{info.describe()}: OpenVINO installed, native bf16 dot products")
+        if not info.vnni and info.capability.upper().startswith("AVX"):
+            from .int8_neck import int8_engine
+
+            if int8_engine() is not None:
+                return PrecisionChoice("ov-mixed", f"{info.describe()}: OpenVINO installed for the trunk and FPN "
+                                                   "(fp32), the neck's matrix products int8 in PyTorch")
         return PrecisionChoice("ov-fp32", f"{info.describe()}: OpenVINO installed")
     if info.avx512_bf16:
         s = bf16_speedup()

@@ -15,10 +15,12 @@ Precisions:
   reorder near-tied classes of the top-5), stage 2 with fp16-stored weights run at OpenVINO's
   bf16 inference precision: for CPUs with AVX512-BF16 or AMX only (elsewhere bf16 is emulated).
 * ``mixed``: stage 1 as in ``fp32``; the linear layers of stage 2's transformer blocks in int8,
-  with int8 weights (NNCF weight compression, per output channel) and activations quantised at
-  run time per group of :data:`DYNAMIC_GROUP` values (no calibration set); the rest of stage 2
-  in bf16 where bf16 is native, else fp32: for CPUs with int8 dot products (AVX512-VNNI or AMX;
-  elsewhere the plugin refuses run-time quantisation).
+  with int8 weights per output channel and activations quantised at run time, no calibration
+  set. On CPUs with int8 dot products (AVX512-VNNI or AMX) stage 2 is an OpenVINO graph (NNCF
+  weight compression, activations quantised per group of :data:`DYNAMIC_GROUP` values, the rest
+  of stage 2 in bf16 where bf16 is native, else fp32). Elsewhere OpenVINO refuses run-time
+  quantisation, and stage 2 runs in PyTorch instead (:mod:`.int8_neck`: oneDNN's int8 linear
+  layers, the rest fp32): ``neck_engine`` says which.
 * ``int8``: NNCF post-training quantisation of the fp32 IR, stage by stage (calibration set:
   :mod:`.calibration`).
 
@@ -72,14 +74,14 @@ FEATURES = ("c2", "c3", "c4", "c5")
 INFERENCE_PRECISION = {"fp32": {"stage1": "f32", "stage2": "f32"}, "bf16": {"stage1": "f32", "stage2": "bf16"},
                        "mixed": {"stage1": "f32", "stage2": "native"}, "int8": {"stage1": "f32", "stage2": "f32"}}
 #: What a precision needs from the CPU: (:class:`~.isa.CpuInfo` flag, in words), checked here and
-#: by ``validate_precision``. Without VNNI, oneDNN's int8 kernels saturate (u8 x s8 pairs in 16
-#: bits): under AVX2 caps the tiny test model's int8 embedding error was 0.26 against 0.01 with
-#: VNNI, and no faster than fp32.
-_INT8 = ("vnni", "int8 dot products (AVX512-VNNI or AMX; without them int8 is no faster than fp32, "
-                 "and saturates)")
+#: by ``validate_precision``. Without VNNI, OpenVINO's static int8 kernels saturate (u8 x s8 pairs
+#: in 16 bits): under AVX2 caps the tiny test model's int8 embedding error was 0.26 against 0.01
+#: with VNNI, and no faster than fp32. (``mixed`` runs its int8 neck in PyTorch there.)
 NEEDS = {"bf16": ("fast_bf16", "native bf16 (AVX512-BF16 or AMX; emulated elsewhere, several times "
                                "slower than fp32)"),
-         "mixed": _INT8, "int8": _INT8}
+         "int8": ("vnni", "int8 dot products (AVX512-VNNI or AMX; without them its int8 is no faster than "
+                          "fp32, and saturates)")}
+NECK_ENGINES = ("openvino", "torch")
 #: ``mixed``: activations of stage 2's matrix products are quantised per group of this many values.
 DYNAMIC_GROUP = 128
 #: ``mixed``: the layers with int8 weights (names in the converted graph): the neck's transformer
@@ -142,13 +144,18 @@ class OpenVINOEncoder:
             for a process that encodes once (``ovsam predict``), where it costs no time.
 
     Attributes:
-        compiled: the compiled stages, in order; released: bytes of mapped IR dropped after compiling.
+        neck_engine: ``mixed`` only: where stage 2 runs, ``openvino`` (default on CPUs with VNNI or
+            AMX) or ``torch`` (:mod:`.int8_neck`, the default elsewhere).
+
+    Attributes:
+        compiled: the compiled OpenVINO stages, in order; released: bytes of mapped IR dropped after
+        compiling; neck_engine: where stage 2 runs (``openvino`` or ``torch``).
     """
 
     def __init__(self, model: OVSAM, signature: str, precision: str = "fp32", *,
                  cache_dir: Optional[Path] = None, calibration: Optional[Sequence[torch.Tensor]] = None,
                  threads: Optional[int] = None, notify: Optional[Callable[[str], None]] = None,
-                 resident: bool = True) -> None:
+                 resident: bool = True, neck_engine: Optional[str] = None) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"unknown OpenVINO precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         if precision in NEEDS:
@@ -158,7 +165,8 @@ class OpenVINOEncoder:
             if not getattr(cpu_info(), flag):  # the plugin would fail deep inside (or emulate bf16, slowly)
                 raise ValueError(f"OpenVINO precision {precision!r} needs {what}; this CPU is "
                                  f"{cpu_info().describe()}: use 'fp32'")
-        nncf_needed = precision in ("int8", "mixed")
+        self.neck_engine = _neck_engine(precision, neck_engine)
+        nncf_needed = precision == "int8" or (precision == "mixed" and self.neck_engine == "openvino")
         if not openvino_available(int8=nncf_needed):
             what = "openvino and nncf" if nncf_needed else "openvino"
             raise OpenVINOUnavailable(f"{what} not installed: pip install 'ovsam[openvino]', "
@@ -193,7 +201,9 @@ class OpenVINOEncoder:
         fp32_dir = root / key("fp32", "")
         # where each stage's IR lives: bf16 keeps stage 1 in the fp32 folder (not stored twice)
         own = {"fp32": (), "bf16": ("stage2",), "mixed": ("stage2",), "int8": tuple(STAGES)}[precision]
-        sources = {s: (self.dir if s in own else fp32_dir) / f"{s}.xml" for s in STAGES}
+        # the OpenVINO graphs run (a PyTorch stage 2 needs only stage 1's)
+        self._graphs = ("stage1",) if self.neck_engine == "torch" else tuple(STAGES)
+        sources = {s: (self.dir if s in own else fp32_dir) / f"{s}.xml" for s in self._graphs}
         if not all(x.is_file() for x in sources.values()):
             say = notify or (lambda msg: None)
             if not (fp32_dir / "stage2.xml").is_file():  # the others are derived from the fp32 IR
@@ -202,7 +212,7 @@ class OpenVINOEncoder:
             if precision == "bf16" and not sources["stage2"].is_file():
                 _write_folder(self.dir, lambda tmp: ov.save_model(
                     core.read_model(str(fp32_dir / "stage2.xml")), str(tmp / "stage2.xml"), compress_to_fp16=True))
-            elif precision == "mixed" and not sources["stage2"].is_file():
+            elif precision == "mixed" and "stage2" in sources and not sources["stage2"].is_file():
                 _write_folder(self.dir, lambda tmp: _compress_weights(core, fp32_dir / "stage2.xml", tmp / "stage2.xml"))
             elif precision == "int8" and not sources["stage2"].is_file():
                 say(f"calibrating the int8 encoder once (slow, GBs per calibration image; cached in {root})")
@@ -210,9 +220,11 @@ class OpenVINOEncoder:
                     calib = calibration_inputs(calib_files, self.image_size)
                 _write_folder(self.dir, lambda tmp: self._quantize(fp32_dir, tmp, calib))
         self._sources = sources
+        self._model = model if self.neck_engine == "torch" else None  # its neck is quantised from it
+        self._torch_neck = self._build_torch_neck() if self.neck_engine == "torch" and resident else None
         self.resident = resident
         self.released = 0
-        self.compiled = [self._compile(s) for s in STAGES] if resident else []
+        self.compiled = [self._compile(s) for s in self._graphs] if resident else []
         self._requests = [c.create_infer_request() for c in self.compiled]
 
     def _compile(self, stage: str):
@@ -249,7 +261,7 @@ class OpenVINOEncoder:
         """(compiled stage ``i``, its infer request): the resident ones, or compiled now."""
         if self.resident:
             return self.compiled[i], self._requests[i]
-        c = self._compile(list(STAGES)[i])
+        c = self._compile(self._graphs[i])
         return c, c.create_infer_request()
 
     def _convert(self, model: OVSAM, out: Path) -> None:
@@ -303,6 +315,13 @@ class OpenVINOEncoder:
         first.infer(inp)
         c1.release_memory()  # stage 1's activations (~0.7 GB fp32 at 1024²) are not held while stage 2 runs
         del c1, first  # not resident: stage 1's weights go too
+        if self.neck_engine == "torch":  # built now, after stage 1 is freed, and freed in turn
+            neck = self._build_torch_neck()
+            emb = self._run_torch_neck([out[n] for n in FEATURES], neck)
+            del neck
+            for n in FEATURES[:-1]:
+                del out[n]
+            return _features(out, emb)
         c2, second = self._stage(1)
         emb = np.empty(tuple(c2.output(0).get_shape()), np.float32)
         second.set_output_tensor(0, ov.Tensor(emb, shared_memory=True))
@@ -317,14 +336,65 @@ class OpenVINOEncoder:
         """Both stages compiled: stage 2 reads C2..C5 where stage 1 wrote them (no copy), and each
         keeps its activation memory for the next encode (no page faults); what is returned is
         copied out. ~0.5 s faster at 1024² than writing every output into fresh arrays."""
-        first, second = self._requests
+        first = self._requests[0]
         first.infer(inp)
+        names = STAGES["stage1"]
+        if self._torch_neck is not None:  # reads C2..C5 where stage 1 wrote them
+            emb = self._run_torch_neck([first.get_output_tensor(names.index(n)).data for n in FEATURES],
+                                       self._torch_neck)
+        else:
+            emb = self._run_second(first)
+        out = {n: np.array(first.get_output_tensor(names.index(n)).data) for n in ("p2", "p3", "p4", "p5", "c5")}
+        return _features(out, emb)
+
+    def _run_second(self, first) -> np.ndarray:
+        """Stage 2 (OpenVINO, resident) on stage 1's outputs in place; a copy of the embedding."""
+        second = self._requests[1]
         names = STAGES["stage1"]
         for i, n in enumerate(FEATURES):
             second.set_input_tensor(i, first.get_output_tensor(names.index(n)))
         second.infer()
-        out = {n: np.array(first.get_output_tensor(names.index(n)).data) for n in ("p2", "p3", "p4", "p5", "c5")}
-        return _features(out, np.array(second.get_output_tensor(0).data))
+        return np.array(second.get_output_tensor(0).data)
+
+    def _build_torch_neck(self) -> nn.Module:
+        """Stage 2 in PyTorch (:mod:`.int8_neck`, ~1 s for RN50x16). The fp32 linear layers it
+        quantised are not run by this encoder: their mapped pages are dropped again."""
+        from ..weights.paging import release_mapped_weights
+        from .int8_neck import INT8_LINEARS, quantized_neck
+
+        neck = self._model.neck
+        q = quantized_neck(neck)
+        release_mapped_weights(*(b.get_submodule(n) for b in neck.blocks for n in INT8_LINEARS))
+        return q
+
+    @staticmethod
+    def _run_torch_neck(feats: Sequence[np.ndarray], neck: nn.Module) -> np.ndarray:
+        """The PyTorch stage 2 on C2..C5 arrays (read, not copied) -> the embedding."""
+        with torch.inference_mode():
+            return neck([torch.from_numpy(f) for f in feats]).numpy()
+
+
+def _neck_engine(precision: str, requested: Optional[str]) -> str:
+    """Where stage 2 runs: OpenVINO, except ``mixed`` on CPUs without int8 dot products."""
+    from .isa import cpu_info
+
+    if requested is not None and requested not in NECK_ENGINES:
+        raise ValueError(f"unknown neck engine {requested!r}; choose one of {', '.join(NECK_ENGINES)}")
+    if precision != "mixed":
+        if requested == "torch":
+            raise ValueError("neck_engine='torch' is only for precision 'mixed'")
+        return "openvino"
+    engine = requested or ("openvino" if cpu_info().vnni else "torch")
+    if engine == "openvino" and not cpu_info().vnni:
+        raise ValueError("OpenVINO quantises the neck's activations at run time only with int8 dot products "
+                         f"(AVX512-VNNI or AMX); this CPU is {cpu_info().describe()}: use neck_engine='torch'")
+    if engine == "torch":
+        from .int8_neck import int8_engine
+
+        if int8_engine() is None:
+            raise ValueError("precision 'mixed' needs int8 layers, and this PyTorch cannot run dynamically "
+                             "quantised ones on this CPU: use 'fp32'")
+    return engine
 
 
 def _features(out, emb: np.ndarray) -> ImageFeatures:

@@ -14,8 +14,7 @@ def runtime_report(device: str = "cpu", measure: bool = False, refresh: bool = F
     dev = torch.device(device)
     lines = [f"CPU: {info.describe()}", f"torch {torch.__version__}, {torch.get_num_threads()} threads",
              f"bf16: {bf16_advice(info)}",
-             "int8: " + ("int8 dot products (AVX512-VNNI or AMX): ov-mixed and ov-int8 run here" if info.vnni else
-                         "no int8 dot products (no AVX512-VNNI or AMX): ov-mixed and ov-int8 are unavailable")]
+             "int8: " + _int8_line(info)]
     if measure or refresh:
         lines.append(f"bf16 micro-benchmark: {bf16_speedup(refresh=refresh):.2f}x fp32 (cached per machine)")
     if openvino_available():
@@ -28,3 +27,14 @@ def runtime_report(device: str = "cpu", measure: bool = False, refresh: bool = F
     choice = resolve_precision("auto", dev)
     lines.append(f"--dtype auto on {dev.type} (real-size model): {choice.name} ({choice.reason})")
     return "\n".join(lines)
+
+
+def _int8_line(info) -> str:
+    if info.vnni:
+        return "int8 dot products (AVX512-VNNI or AMX): ov-mixed and ov-int8 run here"
+    from .int8_neck import int8_engine
+
+    engine = int8_engine()
+    mixed = (f"ov-mixed runs its int8 neck in PyTorch ({engine} engine)" if engine else
+             "PyTorch cannot run int8 layers here, so ov-mixed is unavailable too")
+    return f"no int8 dot products (no AVX512-VNNI or AMX): ov-int8 unavailable, {mixed}"
