@@ -64,6 +64,7 @@ def test_accelerated_precision_keeps_the_answers(case, dtype):
         p._ov_encoder = OpenVINOEncoder(p.loaded.model, f"{p.name}:{p.loaded.weights_id}", "mixed",
                                         neck_engine="torch")
     emb = p.embed(case["image"])
+    assert p._openvino_encoder().winograd  # resident (the default): its trunk's Winograd graph is checked too
     a, b = case["emb"].features.embedding, emb.features.embedding
     rel = ((a - b).norm() / a.norm()).item()
     pred = p.predict(emb, case["prompts"], top_k=5)

@@ -115,6 +115,8 @@ def _child(modes: Sequence[str], repeats: int, out: Path, cache: Path, all_modes
             kernels[mode] = _kernel_counts(enc.compiled)
             if enc.neck_engine != "openvino":
                 kernels[mode]["neck:" + enc.neck_engine + "-int8"] = 1
+            if enc.winograd:
+                kernels[mode]["stage1:winograd-3x3"] = 1
             log(f"{mode}: built/loaded in {build_s[mode]:.1f} s (cache {enc.dir}); kernels {kernels[mode]}")
             runners[mode] = lambda enc=enc: enc(x)
     rows: Dict[str, List[Dict[str, Any]]] = {m: [] for m in runners}

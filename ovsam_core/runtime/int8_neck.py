@@ -26,8 +26,9 @@ import torch
 from torch import nn
 
 from ..modeling.rel_pos_attention import DEFAULT_CHUNK
+from .rewrite import with_replaced
 
-__all__ = ["int8_engine", "quantized_neck", "with_replaced", "INT8_LINEARS"]
+__all__ = ["int8_engine", "quantized_neck", "INT8_LINEARS"]
 
 #: The linear layers of each transformer block that run in int8 (~73 % of the neck's multiply-adds).
 INT8_LINEARS = ("attn.qkv", "attn.proj", "mlp.lin1", "mlp.lin2")
@@ -102,30 +103,3 @@ def quantized_neck(neck: nn.Module, chunk: int = DEFAULT_CHUNK) -> nn.Module:
         block.attn.kernel = "sdpa"
         block.attn.chunk = chunk
     return out.eval()
-
-
-def with_replaced(module: nn.Module, replace: Dict[str, nn.Module]) -> nn.Module:
-    """A shallow copy of ``module`` with the named descendants replaced.
-
-    The modules on the path to each replaced one are shallow-copied too; everything else
-    (other modules, parameters, buffers) is shared with ``module``, which is left as it was.
-    """
-    root = _shallow(module)
-    copies = {"": root}
-    for path, new in replace.items():
-        *parents, leaf = path.split(".")
-        node, prefix = root, ""
-        for part in parents:
-            prefix = f"{prefix}.{part}" if prefix else part
-            if prefix not in copies:
-                copies[prefix] = _shallow(node._modules[part])
-                node._modules[part] = copies[prefix]
-            node = copies[prefix]
-        node._modules[leaf] = new
-    return root
-
-
-def _shallow(mod: nn.Module) -> nn.Module:
-    c = copy.copy(mod)
-    c._modules = dict(mod._modules)
-    return c

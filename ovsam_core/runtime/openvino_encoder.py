@@ -6,7 +6,8 @@ image -> P2..P5 and C2..C5: what names the objects; ``stage2``: the SAM2CLIP nec
 embedding: what shapes the masks), and saved in the cache folder under a key of
 the model signature (model, weights, architecture, precision, calibration set, ovsam and
 OpenVINO versions). Every later start compiles that IR (a few seconds). The PyTorch trunk and
-neck are then never run, so their memory-mapped weights are never read.
+neck are then never run, so their memory-mapped weights are never read (except by ``mixed``
+without VNNI, whose stage 2 is a quantised PyTorch copy of the neck).
 
 Precisions:
 
@@ -58,6 +59,7 @@ from torch import nn
 from ..modeling.ovsam import OVSAM, ImageFeatures
 from .calibration import (CALIBRATION_ENV, CALIBRATION_IMAGES, OpenVINOUnavailable, calibration_inputs,
                           default_calibration_images, files_digest, tensors_digest)
+from .winograd import winograd_layers, winograd_rewrite
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,8 @@ DYNAMIC_GROUP = 128
 #: blocks' qkv, proj and MLP linears (~73 % of the neck's multiply-adds).
 INT8_LAYERS = r"\.blocks\.\d+\.(mlp\.lin[12]|attn\.(qkv|proj))/"
 LAYOUT = "two-stage-v2"  # part of the cache key: the files of a cache entry
+#: A resident encoder's stage 1 (same inputs and outputs), beside ``stage1`` in the fp32 folder.
+WINOGRAD_STAGE1 = "stage1-winograd"
 #: While a stage compiles, its mapped IR weights are dropped from memory this often (seconds).
 TRIM_EVERY_S = 0.05
 
@@ -219,6 +223,15 @@ class OpenVINOEncoder:
                 if calib is None:
                     calib = calibration_inputs(calib_files, self.image_size)
                 _write_folder(self.dir, lambda tmp: self._quantize(fp32_dir, tmp, calib))
+        # a resident encoder's stage 1 computes its mid-size 3x3 convolutions by Winograd (:mod:`.winograd`):
+        # faster, for more weight memory than ``ovsam predict``'s lean graph holds
+        self.winograd = resident and precision != "int8" and bool(winograd_layers(_Stage1(model)))
+        if self.winograd:
+            sources["stage1"] = fp32_dir / f"{WINOGRAD_STAGE1}.xml"
+            if not sources["stage1"].is_file():
+                (notify or (lambda msg: None))(f"converting the resident encoder's trunk to OpenVINO once "
+                                               f"(a minute; cached in {root})")
+                _add_files(fp32_dir, lambda tmp: self._convert(model, tmp, graphs=(WINOGRAD_STAGE1,)))
         self._sources = sources
         self._model = model if self.neck_engine == "torch" else None  # its neck is quantised from it
         self._torch_neck = self._build_torch_neck() if self.neck_engine == "torch" and resident else None
@@ -264,18 +277,22 @@ class OpenVINOEncoder:
         c = self._compile(self._graphs[i])
         return c, c.create_infer_request()
 
-    def _convert(self, model: OVSAM, out: Path) -> None:
+    def _convert(self, model: OVSAM, out: Path, graphs: Sequence[str] = tuple(STAGES)) -> None:
+        """Write the fp32 IR of ``graphs`` (``stage1``, ``stage2``, :data:`WINOGRAD_STAGE1`) into ``out``."""
         import openvino as ov
 
         size = self.image_size
         feats = [(1, c, size // s, size // s) for c, s in zip(model.cfg.backbone_channels, (4, 8, 16, 32))]
-        log.info("converting the image encoder to OpenVINO (once; cached)")
-        graphs = {"stage1": (_Stage1(model), [(1, 3, size, size)]), "stage2": (_Stage2(model), feats)}
-        for name, (graph, shapes) in graphs.items():
+        log.info("converting the image encoder to OpenVINO (once; cached): %s", ", ".join(graphs))
+        made = {"stage1": lambda: (_Stage1(model), [(1, 3, size, size)]),
+                WINOGRAD_STAGE1: lambda: (winograd_rewrite(_Stage1(model)), [(1, 3, size, size)]),
+                "stage2": lambda: (_Stage2(model), feats)}
+        for name in graphs:
+            graph, shapes = made[name]()
             with torch.no_grad():
                 ov_model = ov.convert_model(graph.eval(), example_input=tuple(torch.zeros(s) for s in shapes),
                                             input=[(s, ov.Type.f32) for s in shapes])
-            for port, out_name in zip(ov_model.outputs, STAGES[name]):
+            for port, out_name in zip(ov_model.outputs, STAGES[name.split("-")[0]]):
                 port.get_tensor().set_names({out_name})
             ov.save_model(ov_model, str(out / f"{name}.xml"), compress_to_fp16=False)
             del ov_model
@@ -423,6 +440,20 @@ def _compress_weights(core, src: Path, dst: Path) -> None:
     q = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM,
                               ignored_scope=nncf.IgnoredScope(names=keep, validate=False))
     ov.save_model(q, str(dst), compress_to_fp16=False)
+
+
+def _add_files(folder: Path, make: Callable[[Path], object]) -> None:
+    """Add the files ``make`` writes to an existing cache folder, each moved in atomically, an IR's
+    weights (.bin) before its graph (.xml), which is what readers look for."""
+    tmp = folder.with_name(folder.name + f".add{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        make(tmp)
+        for f in sorted(tmp.iterdir(), key=lambda f: f.suffix != ".bin"):
+            os.replace(f, folder / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write_folder(folder: Path, make: Callable[[Path], object]) -> None:
