@@ -250,11 +250,16 @@ def test_release_mapped_weights_keeps_the_values(spec, tmp_path):
 needs_ov = pytest.mark.skipif(not openvino_available(int8=True), reason="pip install 'ovsam[openvino]'")
 
 
-@needs_ov
-def test_openvino_encoder_fp32_and_int8_with_disk_cache(tmp_path):
+def _tiny():
+    """The tiny test model and a seeded (1, 3, S, S) input."""
     torch.manual_seed(0)
     m = load_model("ovsam-test").model
-    x = torch.randn(1, 3, m.cfg.image_size, m.cfg.image_size)
+    return m, torch.randn(1, 3, m.cfg.image_size, m.cfg.image_size)
+
+
+@needs_ov
+def test_openvino_encoder_fp32_and_int8_with_disk_cache(tmp_path):
+    m, x = _tiny()
     ref = m.extract_features(x)
     calib = [torch.randn(1, 3, m.cfg.image_size, m.cfg.image_size) for _ in range(2)]
     precisions = [("fp32", 1e-4)]
@@ -287,9 +292,7 @@ def test_openvino_encoder_fp32_and_int8_with_disk_cache(tmp_path):
 @needs_ov
 def test_openvino_encoder_not_resident_compiles_per_encode_with_the_same_output(tmp_path):
     """``resident=False`` (``ovsam predict``): no stage stays compiled, the output is the resident one's."""
-    torch.manual_seed(0)
-    m = load_model("ovsam-test").model
-    x = torch.randn(1, 3, m.cfg.image_size, m.cfg.image_size)
+    m, x = _tiny()
     kept = OpenVINOEncoder(m, "seed:0", "fp32", cache_dir=tmp_path)
     once = OpenVINOEncoder(m, "seed:0", "fp32", cache_dir=tmp_path, resident=False)
     assert len(kept.compiled) == 2 and once.compiled == [] and once.released == 0
@@ -350,9 +353,7 @@ def test_quantized_neck_is_close_and_leaves_the_model_untouched():
 @needs_torch_int8
 def test_openvino_mixed_with_the_neck_in_pytorch(tmp_path):
     """Stage 1 in OpenVINO, stage 2 in PyTorch int8: one graph compiled, same output resident or not."""
-    torch.manual_seed(0)
-    m = load_model("ovsam-test").model
-    x = torch.randn(1, 3, m.cfg.image_size, m.cfg.image_size)
+    m, x = _tiny()
     ref = m.extract_features(x)
     kept = OpenVINOEncoder(m, "seed:0", "mixed", cache_dir=tmp_path, neck_engine="torch")
     once = OpenVINOEncoder(m, "seed:0", "mixed", cache_dir=tmp_path, neck_engine="torch", resident=False)
