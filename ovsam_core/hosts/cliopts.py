@@ -35,7 +35,7 @@ def add_model_options(s: argparse.ArgumentParser, default_model: str = "ovsam-lv
     s.add_argument("--weights", type=Path, help="a fused .safetensors file written by `ovsam convert`")
     s.add_argument("--device", default=default("auto"), help="auto, cpu, cuda or mps (default auto)")
     s.add_argument("--dtype", default=default("auto"), choices=list(dtype_choices),
-                   help="image-encoder precision (default " + ("fp32" if unset else "auto") + "; auto: the fastest "
+                   help="image-encoder precision (default auto: the fastest "
                         "path that keeps the answers on this machine; fp32 is the parity reference; `ovsam runtime` "
                         "shows what auto picks and why)")
     s.add_argument("--no-download", action="store_true", help="use local files only")

@@ -132,28 +132,28 @@ class OpenVINOEncoder:
     """``extract_features`` of an :class:`OVSAM` model, run by OpenVINO's CPU plugin.
 
     Args:
-        model: the loaded PyTorch model (read once, at the first conversion).
+        model: the loaded PyTorch model (read at a conversion, and by ``mixed``'s PyTorch neck).
         signature: identifies the weights (e.g. ``LoadedModel.weights_id``); part of the cache key.
         precision: ``fp32`` (OpenVINO kernels, fp32 arithmetic), ``bf16`` (the neck in bf16:
             AVX512-BF16 / AMX CPUs), ``mixed`` (the neck's matrix products int8, dynamically
-            quantised: AVX512-VNNI / AMX CPUs) or ``int8`` (NNCF PTQ).
+            quantised; in PyTorch on CPUs without AVX512-VNNI / AMX) or ``int8`` (NNCF PTQ).
         cache_dir: where the IR lives (default ``<ovsam cache>/openvino``).
         calibration: int8 only: (1, 3, S, S) inputs (:func:`calibration_inputs`); default the
             bundled photographs.
         threads: inference threads (default: torch's thread count).
         notify: called with a one-line message before a (slow, one-off) conversion or calibration.
         resident: keep both compiled stages in memory (default; a compile from the cached IR takes
-            ~1-2 s a stage). ``False``: each encode compiles a stage, runs it and frees it before the
-            next stage is compiled, so peak memory holds one stage's repacked weights, not both:
-            for a process that encodes once (``ovsam predict``), where it costs no time.
-
-    Attributes:
+            ~1-2 s a stage), stage 1 in its Winograd form (:mod:`.winograd`, except ``int8``).
+            ``False``: each encode compiles a stage, runs it and frees it before the next stage is
+            compiled, so peak memory holds one stage's repacked weights, not both: for a process
+            that encodes once (``ovsam predict``), where it costs no time.
         neck_engine: ``mixed`` only: where stage 2 runs, ``openvino`` (default on CPUs with VNNI or
             AMX) or ``torch`` (:mod:`.int8_neck`, the default elsewhere).
 
     Attributes:
         compiled: the compiled OpenVINO stages, in order; released: bytes of mapped IR dropped after
-        compiling; neck_engine: where stage 2 runs (``openvino`` or ``torch``).
+        compiling; neck_engine: where stage 2 runs (``openvino`` or ``torch``); winograd: whether
+        stage 1 is the Winograd graph.
     """
 
     def __init__(self, model: OVSAM, signature: str, precision: str = "fp32", *,
