@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from ovsam_core.runtime.isa import AVX2_EMULATION as AVX2_ENV
 from parity_paths import parity_dir
 
 pytestmark = pytest.mark.slow
@@ -72,7 +73,6 @@ def _predict_args(weights_dir: Path, out: Path, *extra: str):
             "--out", str(out), "-q", *extra]
 
 
-AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "auto", "ov-fp32", "auto@avx2"])

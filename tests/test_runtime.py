@@ -17,13 +17,14 @@ from ovsam_core.modeling.rel_pos_attention import ChunkedRelPosAttention, use_ch
 from ovsam_core.runtime import auto as auto_mod
 from ovsam_core.runtime import cpu_info, resolve_precision, validate_precision
 from ovsam_core.runtime.int8_neck import INT8_LINEARS, int8_engine, quantized_neck
+from ovsam_core.runtime.isa import AVX2_EMULATION
 from ovsam_core.runtime.openvino_encoder import OpenVINOEncoder, openvino_available
 from ovsam_core.weights.paging import release_mapped_weights
 from segment_anything.modeling.image_encoder import Attention
 from test_weights import spec  # noqa: F401 - the tiny upstream-layout model fixture
 from upstream_files import write_upstream_files
 
-AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+AVX2_ENV = AVX2_EMULATION
 CPU = torch.device("cpu")
 
 

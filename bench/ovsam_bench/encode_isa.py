@@ -67,7 +67,8 @@ def _child(modes: Sequence[str], repeats: int, out: Path, cache: Path, all_modes
     from ovsam_bench.machine import machine_info
     from ovsam_bench.measure import Meter, log
     from ovsam_core.modeling.rel_pos_attention import ChunkedRelPosAttention
-    from ovsam_core.runtime import OpenVINOEncoder, cpu_info, openvino_available, resolve_precision
+    from ovsam_core.runtime import OpenVINOEncoder, OpenVINOUnavailable, cpu_info, resolve_precision
+    from ovsam_core.runtime.rewrite import with_replaced
     from ovsam_core.weights.loader import build_model
 
     info = cpu_info()
@@ -97,8 +98,7 @@ def _child(modes: Sequence[str], repeats: int, out: Path, cache: Path, all_modes
             skipped[mode] = "bf16 is emulated on this ISA (several times slower than fp32; --all-modes runs it)"
         elif mode == "bf16":
             bb_cl = copy.deepcopy(model.backbone).to(memory_format=torch.channels_last)
-            net = copy.copy(model)  # shares every module but the channels_last trunk
-            net._modules = dict(model._modules, backbone=bb_cl)
+            net = with_replaced(model, {"backbone": bb_cl})  # shares every module but the channels_last trunk
 
             def run(net=net):
                 with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -106,11 +106,12 @@ def _child(modes: Sequence[str], repeats: int, out: Path, cache: Path, all_modes
                 return type(f)(embedding=f.embedding.float(), fpn=tuple(t.float() for t in f.fpn), c5=f.c5.float())
             runners[mode] = run
         elif mode.startswith("ov-"):
-            if not openvino_available(int8=mode == "ov-int8" or (mode == "ov-mixed" and info.vnni)):
-                skipped[mode] = "openvino/nncf not installed"
-                continue
             t = time.perf_counter()
-            enc = OpenVINOEncoder(model, "random-seed0", mode[3:], cache_dir=cache)
+            try:
+                enc = OpenVINOEncoder(model, "random-seed0", mode[3:], cache_dir=cache)
+            except (OpenVINOUnavailable, ValueError) as e:  # not installed, or not for this CPU: say why
+                skipped[mode] = str(e)
+                continue
             build_s[mode] = time.perf_counter() - t
             kernels[mode] = _kernel_counts(enc.compiled)
             if enc.neck_engine != "openvino":

@@ -186,7 +186,7 @@ def resolve_precision(requested: str, device: torch.device, image_size: int = 10
     info = cpu_info()
     if image_size < ACCELERATE_MIN_IMAGE_SIZE:
         return PrecisionChoice("fp32", f"{info.describe()}: small model (the fp32 reference is fast enough)")
-    from .openvino_encoder import openvino_available
+    from .openvino_encoder import mixed_neck_engine, openvino_available
 
     if info.vnni and openvino_available(int8=True):
         return PrecisionChoice("ov-mixed", f"{info.describe()}: OpenVINO installed, native int8 dot products "
@@ -196,12 +196,9 @@ def resolve_precision(requested: str, device: torch.device, image_size: int = 10
     if openvino_available():
         if info.avx512_bf16:
             return PrecisionChoice("ov-bf16", f"{info.describe()}: OpenVINO installed, native bf16 dot products")
-        if not info.vnni and info.capability.upper().startswith("AVX"):
-            from .int8_neck import int8_engine
-
-            if int8_engine() is not None:
-                return PrecisionChoice("ov-mixed", f"{info.describe()}: OpenVINO installed for the trunk and FPN "
-                                                   "(fp32), the neck's matrix products int8 in PyTorch")
+        if info.capability.upper().startswith("AVX") and mixed_neck_engine(info) == "torch":
+            return PrecisionChoice("ov-mixed", f"{info.describe()}: OpenVINO installed for the trunk and FPN "
+                                               "(fp32), the neck's matrix products int8 in PyTorch")
         return PrecisionChoice("ov-fp32", f"{info.describe()}: OpenVINO installed")
     if info.avx512_bf16:
         s = bf16_speedup()

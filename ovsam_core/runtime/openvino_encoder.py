@@ -57,8 +57,10 @@ import torch
 from torch import nn
 
 from ..modeling.ovsam import OVSAM, ImageFeatures
+from .isa import CpuInfo
 from .calibration import (CALIBRATION_ENV, CALIBRATION_IMAGES, OpenVINOUnavailable, calibration_inputs,
                           default_calibration_images, files_digest, tensors_digest)
+from .winograd import CHANNELS as WINOGRAD_CHANNELS
 from .winograd import winograd_layers, winograd_rewrite
 
 log = logging.getLogger(__name__)
@@ -90,8 +92,6 @@ DYNAMIC_GROUP = 128
 #: blocks' qkv, proj and MLP linears (~73 % of the neck's multiply-adds).
 INT8_LAYERS = r"\.blocks\.\d+\.(mlp\.lin[12]|attn\.(qkv|proj))/"
 LAYOUT = "two-stage-v2"  # part of the cache key: the files of a cache entry
-#: A resident encoder's stage 1 (same inputs and outputs), beside ``stage1`` in the fp32 folder.
-WINOGRAD_STAGE1 = "stage1-winograd"
 #: While a stage compiles, its mapped IR weights are dropped from memory this often (seconds).
 TRIM_EVERY_S = 0.05
 
@@ -226,12 +226,13 @@ class OpenVINOEncoder:
         # a resident encoder's stage 1 computes its mid-size 3x3 convolutions by Winograd (:mod:`.winograd`):
         # faster, for more weight memory than ``ovsam predict``'s lean graph holds
         self.winograd = resident and precision != "int8" and bool(winograd_layers(_Stage1(model)))
-        if self.winograd:
-            sources["stage1"] = fp32_dir / f"{WINOGRAD_STAGE1}.xml"
+        if self.winograd:  # a cache entry of its own, keyed by which layers are rewritten
+            winograd_dir = root / key("fp32", "", "winograd", WINOGRAD_CHANNELS)
+            sources["stage1"] = winograd_dir / "stage1.xml"
             if not sources["stage1"].is_file():
                 (notify or (lambda msg: None))(f"converting the resident encoder's trunk to OpenVINO once "
                                                f"(a minute; cached in {root})")
-                _add_files(fp32_dir, lambda tmp: self._convert(model, tmp, graphs=(WINOGRAD_STAGE1,)))
+                _write_folder(winograd_dir, lambda tmp: self._convert(model, tmp, ("stage1",), winograd=True))
         self._sources = sources
         self._model = model if self.neck_engine == "torch" else None  # its neck is quantised from it
         self._torch_neck = self._build_torch_neck() if self.neck_engine == "torch" and resident else None
@@ -277,22 +278,22 @@ class OpenVINOEncoder:
         c = self._compile(self._graphs[i])
         return c, c.create_infer_request()
 
-    def _convert(self, model: OVSAM, out: Path, graphs: Sequence[str] = tuple(STAGES)) -> None:
-        """Write the fp32 IR of ``graphs`` (``stage1``, ``stage2``, :data:`WINOGRAD_STAGE1`) into ``out``."""
+    def _convert(self, model: OVSAM, out: Path, graphs: Sequence[str] = tuple(STAGES),
+                 winograd: bool = False) -> None:
+        """Write the fp32 IR of ``graphs`` into ``out`` (stage 1 by Winograd with ``winograd``)."""
         import openvino as ov
 
         size = self.image_size
         feats = [(1, c, size // s, size // s) for c, s in zip(model.cfg.backbone_channels, (4, 8, 16, 32))]
         log.info("converting the image encoder to OpenVINO (once; cached): %s", ", ".join(graphs))
-        made = {"stage1": lambda: (_Stage1(model), [(1, 3, size, size)]),
-                WINOGRAD_STAGE1: lambda: (winograd_rewrite(_Stage1(model)), [(1, 3, size, size)]),
-                "stage2": lambda: (_Stage2(model), feats)}
+        stage1 = winograd_rewrite(_Stage1(model)) if winograd else _Stage1(model)
+        made = {"stage1": (stage1, [(1, 3, size, size)]), "stage2": (_Stage2(model), feats)}
         for name in graphs:
-            graph, shapes = made[name]()
+            graph, shapes = made[name]
             with torch.no_grad():
                 ov_model = ov.convert_model(graph.eval(), example_input=tuple(torch.zeros(s) for s in shapes),
                                             input=[(s, ov.Type.f32) for s in shapes])
-            for port, out_name in zip(ov_model.outputs, STAGES[name.split("-")[0]]):
+            for port, out_name in zip(ov_model.outputs, STAGES[name]):
                 port.get_tensor().set_names({out_name})
             ov.save_model(ov_model, str(out / f"{name}.xml"), compress_to_fp16=False)
             del ov_model
@@ -391,8 +392,20 @@ class OpenVINOEncoder:
             return neck([torch.from_numpy(f) for f in feats]).numpy()
 
 
+def mixed_neck_engine(info: CpuInfo) -> Optional[str]:
+    """Where ``mixed``'s int8 neck runs on the CPU ``info``: ``openvino`` with int8 dot products
+    (VNNI or AMX: OpenVINO quantises at run time only there), else ``torch`` where PyTorch runs
+    dynamically quantised layers (:func:`.int8_neck.int8_engine`), else ``None`` (no ``mixed``)."""
+    if info.vnni:
+        return "openvino"
+    from .int8_neck import int8_engine
+
+    return "torch" if int8_engine() is not None else None
+
+
 def _neck_engine(precision: str, requested: Optional[str]) -> str:
-    """Where stage 2 runs: OpenVINO, except ``mixed`` on CPUs without int8 dot products."""
+    """Where stage 2 runs: OpenVINO, except ``mixed`` where :func:`mixed_neck_engine` says PyTorch."""
+    from .int8_neck import int8_engine
     from .isa import cpu_info
 
     if requested is not None and requested not in NECK_ENGINES:
@@ -401,16 +414,14 @@ def _neck_engine(precision: str, requested: Optional[str]) -> str:
         if requested == "torch":
             raise ValueError("neck_engine='torch' is only for precision 'mixed'")
         return "openvino"
-    engine = requested or ("openvino" if cpu_info().vnni else "torch")
-    if engine == "openvino" and not cpu_info().vnni:
+    native = mixed_neck_engine(cpu_info())
+    engine = requested or native
+    if engine == "openvino" and native != "openvino":
         raise ValueError("OpenVINO quantises the neck's activations at run time only with int8 dot products "
                          f"(AVX512-VNNI or AMX); this CPU is {cpu_info().describe()}: use neck_engine='torch'")
-    if engine == "torch":
-        from .int8_neck import int8_engine
-
-        if int8_engine() is None:
-            raise ValueError("precision 'mixed' needs int8 layers, and this PyTorch cannot run dynamically "
-                             "quantised ones on this CPU: use 'fp32'")
+    if engine is None or (engine == "torch" and int8_engine() is None):
+        raise ValueError("precision 'mixed' needs int8 layers, and this PyTorch cannot run dynamically "
+                         "quantised ones on this CPU: use 'fp32'")
     return engine
 
 
@@ -440,20 +451,6 @@ def _compress_weights(core, src: Path, dst: Path) -> None:
     q = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_SYM,
                               ignored_scope=nncf.IgnoredScope(names=keep, validate=False))
     ov.save_model(q, str(dst), compress_to_fp16=False)
-
-
-def _add_files(folder: Path, make: Callable[[Path], object]) -> None:
-    """Add the files ``make`` writes to an existing cache folder, each moved in atomically, an IR's
-    weights (.bin) before its graph (.xml), which is what readers look for."""
-    tmp = folder.with_name(folder.name + f".add{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        make(tmp)
-        for f in sorted(tmp.iterdir(), key=lambda f: f.suffix != ".bin"):
-            os.replace(f, folder / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write_folder(folder: Path, make: Callable[[Path], object]) -> None:

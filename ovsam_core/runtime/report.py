@@ -5,7 +5,8 @@ import torch
 
 from .auto import bf16_advice, bf16_speedup, resolve_precision
 from .isa import cpu_info
-from .openvino_encoder import openvino_available
+from .int8_neck import int8_engine
+from .openvino_encoder import mixed_neck_engine, openvino_available
 
 
 def runtime_report(device: str = "cpu", measure: bool = False, refresh: bool = False) -> str:
@@ -30,11 +31,9 @@ def runtime_report(device: str = "cpu", measure: bool = False, refresh: bool = F
 
 
 def _int8_line(info) -> str:
-    if info.vnni:
+    engine = mixed_neck_engine(info)
+    if engine == "openvino":
         return "int8 dot products (AVX512-VNNI or AMX): ov-mixed and ov-int8 run here"
-    from .int8_neck import int8_engine
-
-    engine = int8_engine()
-    mixed = (f"ov-mixed runs its int8 neck in PyTorch ({engine} engine)" if engine else
+    mixed = (f"ov-mixed runs its int8 neck in PyTorch ({int8_engine()} engine)" if engine else
              "PyTorch cannot run int8 layers here, so ov-mixed is unavailable too")
     return f"no int8 dot products (no AVX512-VNNI or AMX): ov-int8 unavailable, {mixed}"

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from .rewrite import with_replaced
 
@@ -95,13 +96,10 @@ class WinogradConv3x3(nn.Module):
 
 def _folded(conv: nn.Conv2d, bn: Optional[nn.BatchNorm2d]):
     """(weight, bias) of ``conv`` followed by the eval-mode ``bn`` (or of ``conv`` alone)."""
-    w = conv.weight.detach()
-    b = None if conv.bias is None else conv.bias.detach()
     if bn is None:
-        return w, b
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias.detach() - bn.running_mean * scale
-    return w * scale.view(-1, 1, 1, 1), shift if b is None else b * scale + shift
+        return conv.weight.detach(), None if conv.bias is None else conv.bias.detach()
+    w, b = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias)
+    return w.detach(), b.detach()
 
 
 def _eligible(mod: nn.Module, channels: Tuple[int, int]) -> bool:
